@@ -1,0 +1,3 @@
+package code
+
+//go:generate sh testdata/generate.sh
