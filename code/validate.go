@@ -159,7 +159,7 @@ func checkEntry(opts Options, info *Info) error {
 	for _, o := range info.Others {
 		if o.Name == opts.Entry {
 			return where(fileErr(opts.Name, info.Format, ErrEntryNotFound,
-				"entry %q is a %s entry point, not a compute entry point", o.Name, o.Kind), []Entry{o})
+				"entry %q is %s %s entry point, not a compute entry point", o.Name, article(o.Kind), o.Kind), []Entry{o})
 		}
 	}
 	list := "none"
@@ -168,6 +168,14 @@ func checkEntry(opts Options, info *Info) error {
 	}
 	return where(fileErr(opts.Name, info.Format, ErrEntryNotFound,
 		"entry %q not found; entries: %s", opts.Entry, list), info.Entries)
+}
+
+// article returns "an" before a word that starts with a vowel, else "a".
+func article(word string) string {
+	if word != "" && strings.ContainsRune("aeiouAEIOU", rune(word[0])) {
+		return "an"
+	}
+	return "a"
 }
 
 // describe lists entries as "vertex main, fragment fs".

@@ -1,0 +1,7 @@
+#include <metal_stdlib>
+using namespace metal;
+
+kernel void fill(device float* data [[buffer(0)]]) const
+{
+    data[0] = 0.0f;
+}

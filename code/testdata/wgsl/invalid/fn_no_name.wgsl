@@ -1,0 +1,6 @@
+@group(0) @binding(0) var<storage, read_write> data: array<f32>;
+
+@compute @workgroup_size(64)
+fn (@builtin(global_invocation_id) gid: vec3<u32>) {
+    data[gid.x] = 0.0;
+}
