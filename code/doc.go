@@ -7,7 +7,7 @@
 //
 // [Inspect] and [Validate] run a real structural check for each format (a
 // tokenizer and parser for the text formats, a decoder for the binary
-// ones, wazero's compiler for WebAssembly, and optionally NVIDIA's ptxas
+// ones, a full wazero compile for WebAssembly, and optionally NVIDIA's ptxas
 // for PTX). Every failure is an [*Error] that names the file, the line or
 // byte offset, and the reason, and wraps a sentinel such as
 // [ErrEntryNotFound] for errors.Is.
