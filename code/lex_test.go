@@ -179,7 +179,6 @@ func BenchmarkTextInspectorsPathological(b *testing.B) {
 	}
 }
 
-
 // badCase is an invalid artifact and the first error it must give.
 type badCase struct {
 	file   string // under testdata/FORMAT/invalid
