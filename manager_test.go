@@ -1,7 +1,6 @@
 package hotkernel_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -465,17 +464,7 @@ func TestHealthWindowRollback(t *testing.T) {
 	if got := decodeCounter(t, 1, before); got != model {
 		t.Fatal("state before the reload differs from the model")
 	}
-	resc := make(chan error, 1)
-	var res *hotkernel.Result
-	go func() {
-		var err error
-		res, err = m.Reload(context.Background(), "k", kernel("hostile_trap_all"))
-		resc <- err
-	}()
-	waitFor(t, "the reload to reach its health window", func() bool { return k.Version() == 1 && m.IsReloadInProgress("k") })
-	time.Sleep(10 * time.Millisecond)
-	send(t, k, 1, 100, 50)
-	err = <-resc
+	res, err := reloadThenSend(t, m, k, kernel("hostile_trap_all"), func() { send(t, k, 1, 100, 50) })
 	if !errors.Is(err, hotkernel.ErrUnhealthy) {
 		t.Fatalf("reload error %v, want ErrUnhealthy", err)
 	}
@@ -660,4 +649,67 @@ func TestManagerErrors(t *testing.T) {
 	}
 }
 
-var _ = bytes.Equal
+
+// TestBrokenReleaseRollsBack reloads, under traffic, to a release that
+// takes the state over (migrating it) and then traps: the reload rolls
+// back within the health window and the accounting still balances.
+func TestBrokenReleaseRollsBack(t *testing.T) {
+	cfg := testConfig()
+	cfg.HealthTime = time.Minute
+	cfg.HealthMessages = 100
+	m := newManager(t, cfg, wasm.DefaultConfig())
+	var out sink
+	k, err := m.Register(context.Background(), "k", kernel("counter_v1"), hotkernel.RegisterOptions{Output: out.output})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, k, 5, 0, 1000)
+	res, err := reloadThenSend(t, m, k, kernel("counter_v2_broken"), func() { send(t, k, 5, 1000, 5000) })
+	if !errors.Is(err, hotkernel.ErrUnhealthy) || !res.RolledBack || !res.Migrated {
+		t.Fatalf("reload to a broken release: %v (result %+v)", err, res)
+	}
+	waitFor(t, "6000 outputs", func() bool { return len(out.all()) == 6000 })
+	for i, o := range out.all() {
+		if o.version != 1 || o.tag != 1 || o.seq != uint64(i) {
+			t.Fatalf("output %d: %+v; want v1 seq %d", i, o, i)
+		}
+	}
+	var model counterModel
+	for i := range 6000 {
+		model.apply(5, uint64(i))
+	}
+	state, err := k.State(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := decodeCounter(t, 1, state); got != model {
+		t.Fatal("state after the rollback differs from the model")
+	}
+}
+
+// reloadThenSend reloads kernel k to src and, once the new code is on
+// probation (the request is Restoring, after the swap), calls send, so
+// that its messages come after the cut-off.
+func reloadThenSend(t *testing.T, m *hotkernel.Manager, k *hotkernel.Kernel, src *code.Source, send func()) (*hotkernel.Result, error) {
+	t.Helper()
+	req, err := m.RequestReload(k.ID(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type outcome struct {
+		res *hotkernel.Result
+		err error
+	}
+	c := make(chan outcome, 1)
+	go func() {
+		res, err := m.ExecuteReload(context.Background(), req)
+		c <- outcome{res, err}
+	}()
+	waitFor(t, "the new code to go on probation", func() bool {
+		s := req.State()
+		return s == hotkernel.Restoring || s.Terminal()
+	})
+	send()
+	o := <-c
+	return o.res, o.err
+}

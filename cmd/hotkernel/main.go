@@ -32,6 +32,8 @@ type command struct {
 // package variable so that "help" can list the table it belongs to.
 func commands() map[string]command {
 	return map[string]command{
+		"bench":    {"measure throughput and reload pauses on the embedded WebAssembly backend", runBench},
+		"demo":     {"run a live-reload demo on the embedded WebAssembly backend", runDemo},
 		"validate": {"check kernel code artifacts (PTX, CUBIN, SPIR-V, WGSL, MSL, metallib, WASM)", runValidate},
 		"version":  {"print the hotkernel version", runVersion},
 	}

@@ -30,6 +30,7 @@ for v in 1 2; do
 	cc counter_v${v}_1m.wasm -DSTATE_BYTES=1048576 counter_v$v.c
 	cc counter_v${v}_16m.wasm -DSTATE_BYTES=16777216 counter_v$v.c
 done
+cc counter_v2_broken.wasm -DBROKEN counter_v2.c
 cc trivial.wasm trivial.c
 cc hostile.wasm hostile.c
 cc hostile_trap_all.wasm -DTRAP_ALL hostile.c

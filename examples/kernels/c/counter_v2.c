@@ -4,7 +4,8 @@
  * The same messages, checksum and error codes as counter_v1.c, with a
  * different state layout — the counters are stored as two arrays, the
  * checksum after them, and a total message count in front — and outputs
- * tagged 2. hk_migrate converts layout 1 to layout 2 (and accepts layout 2
+ * tagged 2 (3 when built with -DBROKEN, a variant that traps on every
+ * seventh message). hk_migrate converts layout 1 to layout 2 (and accepts layout 2
  * of another state size).
  */
 #include "hk.h"
@@ -14,7 +15,13 @@
 #endif
 
 #define PRODUCERS 64
+#ifdef BROKEN
+/* A deliberately bad release for demonstrations and tests: it takes the
+ * state over like version 2, then traps on every seventh message. */
+#define TAG 3
+#else
 #define TAG 2
+#endif
 #define HEADER_V1 (16 + PRODUCERS * 16)
 #define HEADER_V2 (8 + PRODUCERS * 16 + 16)
 #define EXTRA (STATE_BYTES - HEADER_V2)
@@ -48,6 +55,9 @@ int32_t hk_message(const uint8_t *msg, uint32_t len) {
 	uint32_t producer = hk_load32(msg);
 	uint64_t seq = hk_load64(msg + 8);
 	if (producer >= PRODUCERS) return 1;
+#ifdef BROKEN
+	if (seq % 7 == 3) __builtin_trap();
+#endif
 	st.next[producer] = seq + 1;
 	st.count[producer]++;
 	st.total++;

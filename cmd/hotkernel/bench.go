@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hotkernel/hotkernel/internal/bench"
+)
+
+const benchSynopsis = "bench [--json] [--duration D] [--reloads N] [--producers N]"
+
+// runBench implements "hotkernel bench": throughput, reload pauses by
+// state size with and without load, the pause with a small and a large
+// module, and throughput under 10 reloads per second, as a table (or JSON
+// with --json), each beside its target.
+func runBench(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("bench", benchSynopsis, stderr)
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	o := bench.DefaultOptions()
+	fs.DurationVar(&o.Duration, "duration", o.Duration, "length of each throughput run")
+	fs.IntVar(&o.Reloads, "reloads", o.Reloads, "reloads per pause measurement (a quarter of them for 16 MiB)")
+	fs.IntVar(&o.Producers, "producers", o.Producers, "producers in the busy measurements")
+	if rest, err := parseInterspersed(fs, args); err != nil || len(rest) > 0 {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		if err == nil {
+			fmt.Fprintf(stderr, "hotkernel bench: unexpected argument %q\n", rest[0])
+		}
+		return exitUsage
+	}
+	if o.Duration <= 0 || o.Reloads < 2 || o.Producers < 1 {
+		fmt.Fprintln(stderr, "hotkernel bench: --duration must be positive, --reloads at least 2, --producers at least 1")
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	progress := func(s string) { fmt.Fprintln(stderr, "measuring", s) }
+	r, err := bench.Run(ctx, o, progress)
+	if err != nil {
+		fmt.Fprintln(stderr, "hotkernel bench:", err)
+		return exitFailure
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			fmt.Fprintln(stderr, "hotkernel bench:", err)
+			return exitFailure
+		}
+		return exitOK
+	}
+	printReport(stdout, r)
+	return exitOK
+}
+
+func printReport(w io.Writer, r *bench.Report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "THROUGHPUT\tPRODUCERS\tMSGS/S\tRELOADS\tTARGET")
+	for i, t := range r.Throughput {
+		target := ""
+		if i == 0 {
+			target = fmt.Sprintf(">= 5 M msgs/s: %s", verdict(t.PerSecond >= 5e6))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.2f M\t%d\t%s\n", t.Name, t.Producers, t.PerSecond/1e6, t.Reloads, target)
+	}
+	fmt.Fprintf(tw, "under 10 reloads/s vs none\t\t%.1f%%\t\t>= 95%%: %s\n", 100*r.ReloadRatio, verdict(r.ReloadRatio >= 0.95))
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PAUSE\tRELOADS\tP50\tP99\tMAX\tCOMPILE P50\tTARGET")
+	var p99small time.Duration
+	for _, p := range r.Pauses {
+		target := ""
+		switch {
+		case p.StateBytes == 4096 && p.Producers == 0:
+			p99small = p.P99
+			target = fmt.Sprintf("p99 <= 50µs: %s", verdict(p.P99 <= 50*time.Microsecond))
+		case p.StateBytes == 16<<20 && p.Producers == 0 && p99small > 0:
+			target = fmt.Sprintf("p99 <= 2x 4 KiB: %s", verdict(p.P99 <= 2*p99small))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Reloads, fmtDur(p.P50), fmtDur(p.P99), fmtDur(p.Max), fmtDur(p.Compile), target)
+	}
+	tw.Flush()
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
