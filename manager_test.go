@@ -649,7 +649,6 @@ func TestManagerErrors(t *testing.T) {
 	}
 }
 
-
 // TestBrokenReleaseRollsBack reloads, under traffic, to a release that
 // takes the state over (migrating it) and then traps: the reload rolls
 // back within the health window and the accounting still balances.

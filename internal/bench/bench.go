@@ -280,4 +280,3 @@ func Bytes(n int) string {
 	}
 	return fmt.Sprintf("%d B", n)
 }
-
