@@ -245,7 +245,7 @@ func Run(ctx context.Context, o Options, progress func(string)) (*Report, error)
 		for _, p := range []int{0, o.Producers} {
 			n := o.Reloads
 			if s.kernel == "counter_v1_16m" {
-				n = max(10, n/4)
+				n = max(2, n/4)
 			}
 			label := fmt.Sprintf("state %s, idle", s.name)
 			if p > 0 {
@@ -261,7 +261,7 @@ func Run(ctx context.Context, o Options, progress func(string)) (*Report, error)
 	}
 	for _, s := range []struct{ name, kernel string }{{"small module (trivial)", "trivial"}, {"2 MB+ module (big)", "big"}} {
 		say("pause, " + s.name)
-		ps, err := Pause(ctx, s.name+", compiled every reload", s.kernel, s.kernel, max(10, o.Reloads/10), o.Producers, true)
+		ps, err := Pause(ctx, s.name+", compiled every reload", s.kernel, s.kernel, max(2, o.Reloads/10), o.Producers, true)
 		if err != nil {
 			return nil, err
 		}
