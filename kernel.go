@@ -61,7 +61,6 @@ type Kernel struct {
 	active  *Request
 	dead    []DeadLetter
 	deadN   uint64
-	status  string
 	closed  bool
 
 	// Owned by the runner goroutine.
@@ -104,6 +103,20 @@ func (k *Kernel) Sent() uint64 { return k.q.Tail() }
 // so far has been handled; outputs of code on probation are delivered
 // when its health window ends.
 func (k *Kernel) Handled() uint64 { return k.handled.Load() }
+
+// Status returns "running", "reloading" while a reload is requested or
+// under way, or "stopped" once the kernel is unregistered.
+func (k *Kernel) Status() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	switch {
+	case k.closed:
+		return "stopped"
+	case k.active != nil:
+		return "reloading"
+	}
+	return "running"
+}
 
 // Version returns the code version serving now.
 func (k *Kernel) Version() uint64 {

@@ -140,7 +140,7 @@ func (m *Manager) Register(ctx context.Context, id string, src *code.Source, opt
 	k := &Kernel{
 		id: id, m: m, q: q, out: opts.Output,
 		ctrl: make(chan *pause, 1), done: make(chan struct{}),
-		cur: v, history: []*version{v}, every: []*version{v}, status: "running",
+		cur: v, history: []*version{v}, every: []*version{v},
 		inst: inst, running: v, buf: make([][]byte, m.cfg.BatchSize),
 	}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
@@ -247,7 +247,6 @@ func (m *Manager) Unregister(ctx context.Context, id string) error {
 func (k *Kernel) stop(ctx context.Context) error {
 	k.mu.Lock()
 	k.closed = true
-	k.status = "stopped"
 	k.mu.Unlock()
 	k.q.Close()
 	k.wake()

@@ -307,12 +307,18 @@ func TestConcurrentRequestReload(t *testing.T) {
 	if !m.IsReloadInProgress("k") {
 		t.Error("IsReloadInProgress false while a request is outstanding")
 	}
+	if k, _ := m.Kernel("k"); k.Status() != "reloading" {
+		t.Errorf("status %q while a request is outstanding", k.Status())
+	}
 	r := <-reqs
 	if _, err := m.ExecuteReload(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}
 	if m.IsReloadInProgress("k") {
 		t.Error("IsReloadInProgress true after the reload")
+	}
+	if k, _ := m.Kernel("k"); k.Status() != "running" {
+		t.Errorf("status %q after the reload", k.Status())
 	}
 	if _, err := m.ExecuteReload(context.Background(), r); err == nil {
 		t.Error("a request executed twice")
@@ -646,6 +652,9 @@ func TestManagerErrors(t *testing.T) {
 	}
 	if m.IsRegistered("k") {
 		t.Error("still registered")
+	}
+	if k.Status() != "stopped" {
+		t.Errorf("status %q after unregister", k.Status())
 	}
 }
 
