@@ -368,8 +368,19 @@ func (r *reloadRun) swap(ctx context.Context, next backend.Instance, v *version)
 		return undo(Restoring, err)
 	}
 	if m.cfg.PreserveState {
-		if err := next.ImportState(ctx, layout, oldV.src.Version(), state); err != nil {
-			return undo(Restoring, fmt.Errorf("%w: %w", ErrStateTransfer, err))
+		// Same layout: the new instance may take the old state over
+		// without a copy, leaving the old instance as it is.
+		adopted := false
+		if a, ok := next.(backend.StateAdopter); ok && layout == next.StateLayout() {
+			var err error
+			if adopted, err = a.AdoptState(ctx, old); err != nil {
+				return undo(Restoring, fmt.Errorf("%w: %w", ErrStateTransfer, err))
+			}
+		}
+		if !adopted {
+			if err := next.ImportState(ctx, layout, oldV.src.Version(), state); err != nil {
+				return undo(Restoring, fmt.Errorf("%w: %w", ErrStateTransfer, err))
+			}
 		}
 		res.StatePreserved = true
 		res.Migrated = layout != next.StateLayout()

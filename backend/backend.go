@@ -68,6 +68,23 @@ type Instance interface {
 	Close(ctx context.Context) error
 }
 
+// StateAdopter is an optional interface of an Instance that can take the
+// state of another instance of the same backend over without copying it
+// in the pause, for example by mapping its memory copy-on-write.
+//
+// AdoptState, called on a fresh instance instead of Init or ImportState,
+// makes from's state its own, byte for byte, as ImportState with from's
+// layout and StateView would; from is left unchanged and remains a valid
+// rollback point. It returns false and a nil error when it cannot do so
+// (other backend, other layout or length, unsupported system): the caller
+// then uses ImportState, which always works. A non-nil error means the
+// instance is not usable for the reload. Implementations document what
+// from may do afterwards; at least, from must run no code while the
+// adopting instance is open, unless that instance is closed first.
+type StateAdopter interface {
+	AdoptState(ctx context.Context, from Instance) (bool, error)
+}
+
 // Result tells what became of the messages given to Process.
 type Result struct {
 	// Processed is how many messages, from the first, were handled,

@@ -161,17 +161,18 @@ func TestCompileExamples(t *testing.T) {
 		migrate bool
 		wasi    bool
 	}{
-		"big":              {1, 24, false, false},
-		"counter_go":       {1, 4096, true, true},
-		"counter_v1":       {1, 4096, true, false},
-		"counter_v1_1m":    {1, 1 << 20, true, false},
-		"counter_v1_16m":   {1, 16 << 20, true, false},
-		"counter_v2":       {2, 4096, true, false},
-		"counter_v2_1m":    {2, 1 << 20, true, false},
-		"counter_v2_16m":   {2, 16 << 20, true, false},
-		"hostile":          {1, 24, false, false},
-		"hostile_trap_all": {1, 24, false, false},
-		"trivial":          {1, 16, false, false},
+		"big":               {1, 24, false, false},
+		"counter_go":        {1, 4096, true, true},
+		"counter_v1":        {1, 4096, true, false},
+		"counter_v1_1m":     {1, 1 << 20, true, false},
+		"counter_v1_16m":    {1, 16 << 20, true, false},
+		"counter_v2":        {2, 4096, true, false},
+		"counter_v2_1m":     {2, 1 << 20, true, false},
+		"counter_v2_16m":    {2, 16 << 20, true, false},
+		"counter_v2_broken": {2, 4096, true, false},
+		"hostile":           {1, 24, false, false},
+		"hostile_trap_all":  {1, 24, false, false},
+		"trivial":           {1, 16, false, false},
 	}
 	names := kernels.Names()
 	if len(names) != len(want) {

@@ -20,6 +20,10 @@
 //   - [Instance.Init] starts with a fresh state; [Instance.ImportState]
 //     instead carries state over from another instance, copying it when
 //     the layouts match and calling the kernel's hk_migrate otherwise.
+//   - [Instance.AdoptState] takes the state of an instance with the same
+//     layout over without copying it in the pause: on Linux every linear
+//     memory is a memfd, and the state pages are remapped copy-on-write,
+//     leaving the old instance untouched as the rollback point.
 //   - [Instance.Process] runs messages and delivers outputs, reporting
 //     each failed message (kernel error code or trap) and going on.
 //   - [Instance.StateView] and [Instance.ExportState] read the state out.

@@ -56,6 +56,8 @@ type Instance struct {
 	dead   *DeadError
 	closed bool
 	log    logLimiter
+
+	hm handover // memfd-backed memory and state handover (Linux)
 }
 
 // Module returns the Module the instance was created from.
@@ -468,6 +470,7 @@ func (in *Instance) Close(ctx context.Context) error {
 	}
 	in.closed = true
 	err := in.mod.Close(ctx)
+	in.hm.release(in.statePtr, in.stateLen)
 	// Let the memory and the call stacks go even if the Instance is kept.
 	in.mod, in.mem, in.stackPtr = nil, nil, nil
 	in.fnProcess, in.fnInit, in.fnMigrate, in.fnScratch, in.fnStatePtr, in.fnStateLen = nil, nil, nil, nil, nil, nil

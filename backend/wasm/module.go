@@ -103,15 +103,18 @@ func (m *Module) Instantiate(ctx context.Context) (*Instance, error) {
 			WithStderr(&lineWriter{in: in, source: "stderr"}).
 			WithSysWalltime().WithSysNanotime()
 	}
-	mod, err := m.rt.r.InstantiateModule(ctx, m.cm, mc)
+	mod, err := m.rt.r.InstantiateModule(in.hm.prepare(ctx, in.cfg), m.cm, mc)
 	if err != nil {
+		in.hm.release(0, 0)
 		return fail(err)
 	}
 	in.mod = mod
 	if err := in.start(ctx); err != nil {
 		_ = mod.Close(ctx)
+		in.hm.release(0, 0)
 		return fail(err)
 	}
+	in.hm.bind(in.statePtr, in.stateLen)
 	return in, nil
 }
 
