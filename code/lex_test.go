@@ -179,6 +179,43 @@ func BenchmarkTextInspectorsPathological(b *testing.B) {
 	}
 }
 
+// goodCase is a valid artifact and the entries it must report.
+type goodCase struct {
+	file    string // under testdata, matched by the glob given to runGoodCases
+	entries []Entry
+	others  []Entry
+}
+
+// runGoodCases inspects every file matching testdata/glob, which must be
+// exactly the files of cases, checks the entries and others each reports,
+// and that each entry can be asked for by name.
+func runGoodCases(t *testing.T, f Format, glob string, cases []goodCase) {
+	t.Helper()
+	files := readTestdata(t, glob)
+	if len(files) != len(cases) {
+		t.Errorf("%d valid %s files, %d test cases", len(files), f, len(cases))
+	}
+	for _, tt := range cases {
+		t.Run(tt.file, func(t *testing.T) {
+			info, err := Inspect(f, files[tt.file], Options{Name: tt.file})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(info.Entries, tt.entries) {
+				t.Errorf("entries %+v, want %+v", info.Entries, tt.entries)
+			}
+			if !slices.Equal(info.Others, tt.others) {
+				t.Errorf("others %+v, want %+v", info.Others, tt.others)
+			}
+			for _, e := range tt.entries {
+				if _, err := Inspect(f, files[tt.file], Options{Name: tt.file, Entry: e.Name}); err != nil {
+					t.Errorf("entry %s: %v", e.Name, err)
+				}
+			}
+		})
+	}
+}
+
 // badCase is an invalid artifact and the first error it must give.
 type badCase struct {
 	file   string // under testdata/FORMAT/invalid

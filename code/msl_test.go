@@ -6,11 +6,7 @@ import (
 )
 
 func TestInspectMSLValid(t *testing.T) {
-	tests := []struct {
-		file    string
-		entries []Entry
-		others  []Entry
-	}{
+	runGoodCases(t, FormatMSL, "msl/*.metal", []goodCase{
 		{"vector_add.metal", []Entry{{Name: "vector_add", Kind: "kernel", Line: 5}}, nil},
 		{"reduce.metal", []Entry{
 			{Name: "reduce_sum", Kind: "kernel", Line: 21},
@@ -24,30 +20,7 @@ func TestInspectMSLValid(t *testing.T) {
 			{Name: "axpy_half", Kind: "kernel", Line: 19},
 			{Name: "fill", Kind: "kernel", Line: 27},
 		}, nil},
-	}
-	files := readTestdata(t, "msl/*.metal")
-	if len(files) != len(tests) {
-		t.Errorf("%d valid MSL files, %d test cases", len(files), len(tests))
-	}
-	for _, tt := range tests {
-		t.Run(tt.file, func(t *testing.T) {
-			info, err := Inspect(FormatMSL, files[tt.file], Options{Name: tt.file})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(info.Entries, tt.entries) {
-				t.Errorf("entries %+v, want %+v", info.Entries, tt.entries)
-			}
-			if !slices.Equal(info.Others, tt.others) {
-				t.Errorf("others %+v, want %+v", info.Others, tt.others)
-			}
-			for _, e := range tt.entries {
-				if _, err := Inspect(FormatMSL, files[tt.file], Options{Name: tt.file, Entry: e.Name}); err != nil {
-					t.Errorf("entry %s: %v", e.Name, err)
-				}
-			}
-		})
-	}
+	})
 }
 
 func TestInspectMSLInvalid(t *testing.T) {

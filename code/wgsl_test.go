@@ -6,11 +6,7 @@ import (
 )
 
 func TestInspectWGSLValid(t *testing.T) {
-	tests := []struct {
-		file    string
-		entries []Entry
-		others  []Entry
-	}{
+	runGoodCases(t, FormatWGSL, "wgsl/*.wgsl", []goodCase{
 		{"vector_add.wgsl", []Entry{{Name: "vector_add", Kind: "compute", Line: 13}}, nil},
 		{"reduce.wgsl", []Entry{
 			{Name: "reduce_partial", Kind: "compute", Line: 21},
@@ -20,30 +16,7 @@ func TestInspectWGSLValid(t *testing.T) {
 			[]Entry{{Name: "step", Kind: "compute", Line: 32}},
 			[]Entry{{Name: "vs_main", Kind: "vertex", Line: 18}, {Name: "fs_main", Kind: "fragment", Line: 27}}},
 		{"matmul.wgsl", []Entry{{Name: "matmul", Kind: "compute", Line: 21}}, nil},
-	}
-	files := readTestdata(t, "wgsl/*.wgsl")
-	if len(files) != len(tests) {
-		t.Errorf("%d valid WGSL files, %d test cases", len(files), len(tests))
-	}
-	for _, tt := range tests {
-		t.Run(tt.file, func(t *testing.T) {
-			info, err := Inspect(FormatWGSL, files[tt.file], Options{Name: tt.file})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(info.Entries, tt.entries) {
-				t.Errorf("entries %+v, want %+v", info.Entries, tt.entries)
-			}
-			if !slices.Equal(info.Others, tt.others) {
-				t.Errorf("others %+v, want %+v", info.Others, tt.others)
-			}
-			for _, e := range tt.entries {
-				if _, err := Inspect(FormatWGSL, files[tt.file], Options{Name: tt.file, Entry: e.Name}); err != nil {
-					t.Errorf("entry %s: %v", e.Name, err)
-				}
-			}
-		})
-	}
+	})
 }
 
 func TestInspectWGSLInvalid(t *testing.T) {
