@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -28,14 +26,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "length of each throughput run")
 	fs.IntVar(&o.Reloads, "reloads", o.Reloads, "reloads per pause measurement (a quarter of them for 16 MiB)")
 	fs.IntVar(&o.Producers, "producers", o.Producers, "producers in the busy measurements")
-	if rest, err := parseInterspersed(fs, args); err != nil || len(rest) > 0 {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		if err == nil {
-			fmt.Fprintf(stderr, "hotkernel bench: unexpected argument %q\n", rest[0])
-		}
-		return exitUsage
+	if exit, ok := parseFlagsOnly(fs, args, stderr); !ok {
+		return exit
 	}
 	if o.Duration <= 0 || o.Reloads < 2 || o.Producers < 1 {
 		fmt.Fprintln(stderr, "hotkernel bench: --duration must be positive, --reloads at least 2, --producers at least 1")

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -30,14 +28,8 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("demo", demoSynopsis, stderr)
 	producers := fs.Int("producers", 4, "goroutines sending messages")
 	interval := fs.Duration("interval", 400*time.Millisecond, "time between reloads")
-	if rest, err := parseInterspersed(fs, args); err != nil || len(rest) > 0 {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		if err == nil {
-			fmt.Fprintf(stderr, "hotkernel demo: unexpected argument %q\n", rest[0])
-		}
-		return exitUsage
+	if exit, ok := parseFlagsOnly(fs, args, stderr); !ok {
+		return exit
 	}
 	if *producers < 1 || *producers > 64 {
 		fmt.Fprintln(stderr, "hotkernel demo: --producers must be 1 to 64")

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"flag"
+	"fmt"
 	"io"
 )
 
@@ -37,4 +39,22 @@ func newFlagSet(name, synopsis string, w io.Writer) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// parseFlagsOnly parses a command that takes flags and no arguments. It
+// returns ok false with the exit code when the command must stop here:
+// exitOK after -h, exitUsage for bad flags or a stray argument (named on
+// stderr).
+func parseFlagsOnly(fs *flag.FlagSet, args []string, stderr io.Writer) (exit int, ok bool) {
+	rest, err := parseInterspersed(fs, args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK, false
+	case err != nil:
+		return exitUsage, false
+	case len(rest) > 0:
+		fmt.Fprintf(stderr, "hotkernel %s: unexpected argument %q\n", fs.Name(), rest[0])
+		return exitUsage, false
+	}
+	return exitOK, true
 }
