@@ -721,3 +721,63 @@ func reloadThenSend(t *testing.T, m *hotkernel.Manager, k *hotkernel.Kernel, src
 	o := <-c
 	return o.res, o.err
 }
+
+// TestLargeStateHandover reloads a kernel with 1 MiB of state, whose state
+// is handed over copy-on-write, many times under traffic, with transient
+// faults injected at every phase of some reloads (each is retried), and
+// checks the outputs and the final state against a model.
+func TestLargeStateHandover(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxRetries = 1
+	m := newManager(t, cfg, wasm.DefaultConfig())
+	var out sink
+	k, err := m.Register(context.Background(), "big", kernel("counter_v1_1m"), hotkernel.RegisterOptions{Output: out.output})
+	if err != nil {
+		t.Fatal(err)
+	}
+	phases := []hotkernel.State{hotkernel.Draining, hotkernel.Checkpointing, hotkernel.Swapping, hotkernel.Restoring}
+	var fail atomic.Int32 // index+1 of the phase to fail once; 0: none
+	m.SetFault(func(_ string, p hotkernel.State) error {
+		if f := fail.Load(); f > 0 && phases[f-1] == p && fail.CompareAndSwap(f, 0) {
+			return errors.New("injected fault")
+		}
+		return nil
+	})
+	sent := 0
+	for i := range 24 {
+		send(t, k, 7, sent, 500)
+		sent += 500
+		if i%3 == 0 {
+			fail.Store(int32(i/3%len(phases)) + 1)
+		}
+		res, err := m.Reload(context.Background(), "big", kernel("counter_v1_1m"))
+		if err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+		if !res.StatePreserved || res.CheckpointBytes != 1<<20 {
+			t.Fatalf("reload %d: %+v", i, res)
+		}
+	}
+	send(t, k, 7, sent, 500)
+	sent += 500
+	waitFor(t, "every output", func() bool { return len(out.all()) == sent })
+	for i, o := range out.all() {
+		if o.seq != uint64(i) || o.tag != 1 {
+			t.Fatalf("output %d: %+v", i, o)
+		}
+	}
+	var model counterModel
+	for i := range sent {
+		model.apply(7, uint64(i))
+	}
+	state, err := k.State(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := decodeCounter(t, 1, state); got != model {
+		t.Fatal("state after the reloads differs from the model")
+	}
+	if st := m.Stats(); st.Retries != 8 || st.Successful != 24 {
+		t.Errorf("stats: %d retries, %d successful; want 8, 24", st.Retries, st.Successful)
+	}
+}

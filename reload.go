@@ -260,6 +260,13 @@ func (r *reloadRun) run(ctx context.Context) error {
 		closeFresh()
 		return r.fail(Compiling, fmt.Errorf("start instance: %w", err))
 	}
+	if m.cfg.PreserveState {
+		if err := r.prepareAdopt(ctx, next); err != nil {
+			_ = next.Close(ctx)
+			closeFresh()
+			return r.fail(Compiling, fmt.Errorf("prepare state handover: %w", err))
+		}
+	}
 
 	// Drain up to the cut-off, then pause there.
 	doneDrain := r.phase(Draining)
@@ -323,6 +330,30 @@ func (r *reloadRun) run(ctx context.Context) error {
 	}
 	k.confirm(v)
 	return nil
+}
+
+// prepareAdopt lets next do the slow part of taking the current
+// instance's state over (backend.AdoptPreparer) before the pause, while
+// the current instance keeps serving. The runner hands the current
+// instance over between two batches without stopping. Nothing prepared
+// is no error: AdoptState in the pause does all the work then, or
+// ImportState copies. An error means next is unusable.
+func (r *reloadRun) prepareAdopt(ctx context.Context, next backend.Instance) error {
+	p, ok := next.(backend.AdoptPreparer)
+	if !ok {
+		return nil
+	}
+	var cur backend.Instance
+	var layout uint32
+	hop := r.k.newPause(0, func(_ context.Context, k *Kernel) error {
+		cur, layout = k.inst, k.inst.StateLayout()
+		return nil
+	})
+	if err := r.k.submit(ctx, hop); err != nil || cur == nil || layout != next.StateLayout() {
+		return nil
+	}
+	_, err := p.PrepareAdopt(ctx, cur)
+	return err
 }
 
 // swap runs in the runner goroutine at the cut-off: checkpoint, swap,

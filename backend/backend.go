@@ -85,6 +85,28 @@ type StateAdopter interface {
 	AdoptState(ctx context.Context, from Instance) (bool, error)
 }
 
+// AdoptPreparer is an optional interface of a StateAdopter that can do
+// part of AdoptState's work before the pause, while from still runs.
+//
+// PrepareAdopt, called on a fresh instance after Instantiate, gets it
+// ready for a later AdoptState(ctx, from), for example by mapping from's
+// state memory copy-on-write. from may be driven by another goroutine
+// during and after the call, its state may go on changing, and it may
+// even be closed: PrepareAdopt reads only what does not change while
+// from is open, and AdoptState in the pause still brings the state up
+// to date with from's. It returns true when something was prepared, and
+// false and a nil error when there is nothing to prepare or it cannot
+// be done (AdoptState then does all the work, or refuses). A non-nil
+// error means the instance is not usable for the reload.
+//
+// Misuse: the instance must run no code (Init, Process) between
+// PrepareAdopt and AdoptState; its state is unspecified until AdoptState
+// or ImportState sets it. AdoptState with another source, ImportState
+// and Close all remain correct and let the preparation go.
+type AdoptPreparer interface {
+	PrepareAdopt(ctx context.Context, from Instance) (bool, error)
+}
+
 // Result tells what became of the messages given to Process.
 type Result struct {
 	// Processed is how many messages, from the first, were handled,

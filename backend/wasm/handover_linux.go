@@ -16,11 +16,12 @@ import (
 // remapState is AdoptState's zero-copy path (see AdoptState and
 // handover): it brings the file under src's state pages up to date with
 // src's private writes, then maps that file's range copy-on-write over
-// the instance's state pages, and copies the partial last page.
+// the instance's state pages, unless PrepareAdopt did so already, and
+// copies the partial last page.
 func (in *Instance) remapState(_ context.Context, src *Instance) (bool, error) {
 	dst, from := &in.hm, &src.hm
 	if dst.lm == nil || from.lm == nil || in.statePtr%uint32(pageSize) != 0 || src.statePtr%uint32(pageSize) != 0 {
-		return false, nil
+		return false, in.unprepare()
 	}
 	base := from.base
 	// The base is written below: nobody but src (and the instance, whose
@@ -30,7 +31,7 @@ func (in *Instance) remapState(_ context.Context, src *Instance) (bool, error) {
 		limit = 2
 	}
 	if base.refs.Load() > limit {
-		return false, nil
+		return false, in.unprepare()
 	}
 	n := statePages(in.stateLen)
 	if from.base != from.lm.own {
@@ -38,29 +39,113 @@ func (in *Instance) remapState(_ context.Context, src *Instance) (bool, error) {
 			return false, fmt.Errorf("wasm: adopt state: %w", err)
 		}
 	}
-	addr := unsafe.Add(dst.lm.addr, in.statePtr)
-	const prot = unix.PROT_READ | unix.PROT_WRITE
-	if _, err := unix.MmapPtr(base.fd, from.baseOff, addr, uintptr(n), prot, unix.MAP_PRIVATE|unix.MAP_FIXED); err != nil {
-		// Put the instance's own mapping back and let the caller copy.
-		flags := unix.MAP_SHARED
-		if dst.base != dst.lm.own {
-			flags = unix.MAP_PRIVATE
+	if !dst.prepared || dst.base != base || dst.baseOff != from.baseOff {
+		if ok, err := in.mapBase(base, from.baseOff, false); !ok {
+			return false, err
 		}
-		if _, rerr := unix.MmapPtr(dst.base.fd, dst.baseOff, addr, uintptr(n), prot, flags|unix.MAP_FIXED); rerr != nil {
-			_ = in.Close(context.Background())
-			return false, fmt.Errorf("wasm: adopt state: map %d bytes: %w; restoring the instance's memory: %w (instance closed)", n, err, rerr)
-		}
-		return false, nil
+	} else {
+		dst.setBase(base.ref(), from.baseOff, false)
 	}
-	base.ref()
-	if dst.base != dst.lm.own {
-		dst.base.unref()
-	}
-	dst.base, dst.baseOff = base, from.baseOff
 	if tail := in.stateLen - uint32(n); tail > 0 {
 		copy(dst.lm.mem[in.statePtr+uint32(n):][:tail], from.lm.mem[src.statePtr+uint32(n):][:tail])
 	}
 	return true, nil
+}
+
+// prepareState is PrepareAdopt's Linux part: it maps the file under
+// src's state pages, at the same offset, copy-on-write over the
+// instance's state pages. src may be in use by another goroutine: its
+// base and offset are read under its lock, and the file is referenced
+// before the lock is let go, so that src's Close cannot close it.
+func (in *Instance) prepareState(src *Instance) (bool, error) {
+	dst := &in.hm
+	if dst.lm == nil || dst.base != dst.lm.own || in.statePtr%uint32(pageSize) != 0 || src.statePtr%uint32(pageSize) != 0 {
+		return false, nil // no memfd, or state taken over already
+	}
+	from := &src.hm
+	from.mu.Lock()
+	if from.lm == nil {
+		from.mu.Unlock()
+		return false, nil // src closed, or no memfd
+	}
+	base, off := from.base.ref(), from.baseOff
+	from.mu.Unlock()
+	ok, err := in.mapBase(base, off, true)
+	base.unref() // mapBase took the instance's own reference
+	return ok, err
+}
+
+// mapBase maps base at off copy-on-write over the instance's state
+// pages and makes it the instance's base, letting the previous one go;
+// prepared tells whether that is PrepareAdopt's mapping.
+// When the mapping fails it puts the instance's own memory back and
+// returns false and a nil error, or closes the instance and returns an
+// error when even that fails.
+func (in *Instance) mapBase(base *memFile, off int64, prepared bool) (bool, error) {
+	h := &in.hm
+	n := statePages(in.stateLen)
+	addr := unsafe.Add(h.lm.addr, in.statePtr)
+	const prot = unix.PROT_READ | unix.PROT_WRITE
+	if _, err := unix.MmapPtr(base.fd, off, addr, uintptr(n), prot, unix.MAP_PRIVATE|unix.MAP_FIXED); err != nil {
+		// Put the instance's own mapping back and let the caller copy.
+		if rerr := in.unprepareMapping(); rerr != nil {
+			return false, fmt.Errorf("wasm: adopt state: map %d bytes: %w; %w", n, err, rerr)
+		}
+		return false, nil
+	}
+	h.setBase(base.ref(), off, prepared)
+	return true, nil
+}
+
+// unprepare undoes PrepareAdopt, when it was done: the state pages map
+// the instance's own memfd again, shared, and the base file taken is let
+// go. It returns an error, and closes the instance, when the own mapping
+// cannot be put back.
+func (in *Instance) unprepare() error {
+	if !in.hm.prepared {
+		return nil
+	}
+	return in.unprepareMapping()
+}
+
+// unprepareMapping maps the instance's base back over its state pages
+// after a failed mapping: its own memfd, shared, when it had taken no
+// state or only prepared to, the file of the state it adopted, privately,
+// otherwise.
+func (in *Instance) unprepareMapping() error {
+	h := &in.hm
+	n := statePages(in.stateLen)
+	addr := unsafe.Add(h.lm.addr, in.statePtr)
+	const prot = unix.PROT_READ | unix.PROT_WRITE
+	flags := unix.MAP_SHARED
+	fd, off := h.lm.own.fd, int64(in.statePtr)
+	if !h.prepared && h.base != h.lm.own {
+		// State adopted before: keep that base.
+		flags, fd, off = unix.MAP_PRIVATE, h.base.fd, h.baseOff
+	}
+	if _, err := unix.MmapPtr(fd, off, addr, uintptr(n), prot, flags|unix.MAP_FIXED); err != nil {
+		_ = in.Close(context.Background())
+		return fmt.Errorf("wasm: restoring the instance's memory (%d bytes): %w (instance closed)", n, err)
+	}
+	if h.prepared {
+		h.setBase(h.lm.own, int64(in.statePtr), false)
+	}
+	return nil
+}
+
+// setBase makes f at off the base of the state pages and lets the
+// previous base go unless it is the instance's own memfd. f carries a
+// reference taken for the instance unless it is the own memfd. The
+// fields change under the lock, for prepareState reading them from
+// another goroutine.
+func (h *handover) setBase(f *memFile, off int64, prepared bool) {
+	h.mu.Lock()
+	old := h.base
+	h.base, h.baseOff, h.prepared = f, off, prepared
+	h.mu.Unlock()
+	if old != h.lm.own {
+		old.unref()
+	}
 }
 
 // Bits of a /proc/self/pagemap entry.

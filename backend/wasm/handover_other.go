@@ -13,3 +13,9 @@ func (h *handover) release(uint32, uint32)                                 {}
 
 // remapState is not possible without memfd-backed memory.
 func (in *Instance) remapState(context.Context, *Instance) (bool, error) { return false, nil }
+
+// prepareState has nothing to map without memfd-backed memory.
+func (in *Instance) prepareState(*Instance) (bool, error) { return false, nil }
+
+// unprepare has nothing to undo without memfd-backed memory.
+func (in *Instance) unprepare() error { return nil }

@@ -3,3 +3,7 @@
 package wasm
 
 func remapped(*Instance) bool { return false }
+
+func baseRefs(*Instance) int32 { return 0 }
+
+func prepared(*Instance) bool { return false }

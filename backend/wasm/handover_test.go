@@ -115,10 +115,20 @@ func TestAdoptState(t *testing.T) {
 // instances of two modules with the same layout, with writes between
 // handovers, a rollback in the middle, and the previous generation
 // closed only after the next one ran; each state is checked against a
-// reference instance that processed the same messages.
+// reference instance that processed the same messages. In the prepared
+// variant each handover is prepared first, and the current generation
+// goes on writing between PrepareAdopt and AdoptState.
 func TestAdoptStateChain(t *testing.T) {
-	for _, suffix := range []string{"_1m", "_16m"} {
-		t.Run(suffix[1:], func(t *testing.T) {
+	for _, tc := range []struct {
+		suffix  string
+		prepare bool
+	}{{"_1m", false}, {"_16m", false}, {"_1m", true}, {"_16m", true}} {
+		suffix := tc.suffix
+		name := suffix[1:]
+		if tc.prepare {
+			name += "/prepared"
+		}
+		t.Run(name, func(t *testing.T) {
 			rt := newRuntime(t, nil)
 			mods := []*Module{compile(t, rt, "counter_v1"+suffix), compile(t, rt, "counter_v1"+suffix)}
 			ref := newInstance(t, rt, "counter_v1"+suffix)
@@ -133,6 +143,17 @@ func TestAdoptStateChain(t *testing.T) {
 			step(cur, 400, 4096)
 			for gen := 1; gen <= 7; gen++ {
 				next := instantiate(t, mods[gen%2])
+				if tc.prepare && gen == 2 {
+					// A reload abandoned after its preparation.
+					gone := instantiate(t, mods[0])
+					prepare(t, gone, cur, zeroCopy())
+					step(cur, 30, 4096)
+					_ = gone.Close(context.Background())
+				}
+				if tc.prepare {
+					prepare(t, next, cur, zeroCopy())
+					step(cur, 20*gen, 4096)
+				}
 				adopt(t, next, cur, true)
 				if remapped(next) != zeroCopy() {
 					t.Fatalf("generation %d: remapped %v", gen, remapped(next))
@@ -315,12 +336,22 @@ func TestAdoptStateNoLeak(t *testing.T) {
 // BenchmarkAdoptState measures AdoptState (the reload pause's state
 // handover) into a fresh instance from one that adopted its state in the
 // previous round and since wrote the given number of pages, for 4 KiB, 1
-// MiB and 16 MiB of state. Compare with BenchmarkImportState.
+// MiB and 16 MiB of state. Compare with BenchmarkImportState. The
+// prepared variants call PrepareAdopt, untimed, before the pages are
+// written, as a reload does before its pause.
 func BenchmarkAdoptState(b *testing.B) {
 	ctx := context.Background()
 	for _, s := range stateSizes {
-		for _, written := range []int{0, 16, 256} {
-			b.Run(fmt.Sprintf("%s/written=%d", s.name, written), func(b *testing.B) {
+		for _, v := range []struct {
+			written  int
+			prepared bool
+		}{{0, false}, {16, false}, {256, false}, {0, true}, {16, true}, {256, true}} {
+			written := v.written
+			name := fmt.Sprintf("%s/written=%d", s.name, written)
+			if v.prepared {
+				name += "/prepared"
+			}
+			b.Run(name, func(b *testing.B) {
 				rt := newRuntime(b, nil)
 				m := compile(b, rt, "counter_v1"+s.suffix)
 				cur := newInstance(b, rt, "counter_v1"+s.suffix)
@@ -332,6 +363,11 @@ func BenchmarkAdoptState(b *testing.B) {
 					next, err := m.Instantiate(ctx)
 					if err != nil {
 						b.Fatal(err)
+					}
+					if v.prepared {
+						if _, err := next.PrepareAdopt(ctx, cur); err != nil {
+							b.Fatal(err)
+						}
 					}
 					if written > 0 {
 						process(b, cur, spreadMsgs(written, seq, 4096))

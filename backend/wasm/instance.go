@@ -82,8 +82,12 @@ func (in *Instance) Err() error {
 // without previous state. A non-zero return is a *KernelError; the
 // instance is then usable but its state is whatever hk_init left.
 // Outputs written during hk_init are discarded.
+// After PrepareAdopt it lets the preparation go first.
 func (in *Instance) Init(ctx context.Context) error {
 	if err := in.Err(); err != nil {
+		return err
+	}
+	if err := in.unprepare(); err != nil {
 		return err
 	}
 	rc, err := in.call(ctx, in.fnInit, fnInit, -1, in.cfg.CallTimeout)
@@ -413,7 +417,8 @@ func (in *Instance) ExportState() []byte {
 
 // ImportState replaces the instance's state with state exported from an
 // instance of code with layout oldLayout and version oldCodeVersion.
-// Call it on a fresh instance instead of Init.
+// Call it on a fresh instance instead of Init; after PrepareAdopt it
+// lets the preparation go first.
 //
 // When oldLayout equals the instance's layout and len(state) its state
 // length, the bytes are copied into the state range and no kernel code
@@ -428,6 +433,9 @@ func (in *Instance) ExportState() []byte {
 // discarded.
 func (in *Instance) ImportState(ctx context.Context, oldLayout uint32, oldCodeVersion uint64, state []byte) error {
 	if err := in.Err(); err != nil {
+		return err
+	}
+	if err := in.unprepare(); err != nil {
 		return err
 	}
 	if oldLayout == in.layout && len(state) == int(in.stateLen) {

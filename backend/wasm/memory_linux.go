@@ -4,6 +4,7 @@ package wasm
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -120,11 +121,18 @@ func (h *heapMemory) Free() {}
 // another instance's memfd privately at baseOff (base != lm.own: the
 // pages the instance writes become private copies, the others show the
 // file). A state tail shorter than a page stays in the instance's own
-// memory and is copied.
+// memory and is copied. After PrepareAdopt, base is the source's file,
+// mapped privately, and prepared is set until AdoptState completes.
+//
+// lm, base, baseOff and prepared are changed under mu, and read under mu
+// by another instance's PrepareAdopt, which may run on another goroutine
+// than the one driving this instance; that goroutine reads them freely.
 type handover struct {
-	lm      *linearMemory // nil: wazero's memory, no handover
-	base    *memFile
-	baseOff int64
+	mu       sync.Mutex
+	lm       *linearMemory // nil: wazero's memory, no handover
+	base     *memFile
+	baseOff  int64
+	prepared bool
 }
 
 // prepare returns ctx with an allocator that backs the next module's
@@ -151,7 +159,9 @@ func (h *handover) bind(statePtr, stateLen uint32) {
 		h.release(0, 0)
 		return
 	}
+	h.mu.Lock()
 	h.base, h.baseOff = h.lm.own, int64(statePtr)
+	h.mu.Unlock()
 	if stateLen > 0 && stateLen < adoptCopyBelow {
 		end := (int(statePtr) + int(stateLen) + pageSize - 1) / pageSize * pageSize
 		_ = unix.Madvise(h.lm.mem[statePtr:end], unix.MADV_POPULATE_WRITE)
@@ -162,6 +172,8 @@ func (h *handover) bind(statePtr, stateLen uint32) {
 // instances still map this instance's state pages, the rest of its memfd
 // is punched out so that only the state stays. Idempotent.
 func (h *handover) release(statePtr, stateLen uint32) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	lm := h.lm
 	if lm == nil {
 		return
@@ -171,7 +183,7 @@ func (h *handover) release(statePtr, stateLen uint32) {
 	if h.base != nil && h.base != lm.own {
 		h.base.unref()
 	}
-	h.base = nil
+	h.base, h.prepared = nil, false
 	own := lm.own
 	if own.refs.Load() > 1 {
 		keepFrom := int64(statePtr)
