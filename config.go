@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/hotkernel/hotkernel/checkpoint"
 	"github.com/hotkernel/hotkernel/queue"
 )
 
@@ -66,6 +67,12 @@ type Config struct {
 	// DeadLetters is how many failed messages each kernel remembers, with
 	// their errors. Default 100.
 	DeadLetters int
+	// Store, when not nil, receives a checkpoint of every version a
+	// completed reload replaced (its state at the cut-off) and a final
+	// checkpoint of each kernel that is unregistered or closed, after its
+	// queue was drained. Store failures are logged and do not fail the
+	// reload. Default nil.
+	Store checkpoint.Store
 	// Logger receives reload and failure records. Nil discards them.
 	Logger *slog.Logger
 }

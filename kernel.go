@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hotkernel/hotkernel/backend"
+	"github.com/hotkernel/hotkernel/checkpoint"
 	"github.com/hotkernel/hotkernel/code"
 	"github.com/hotkernel/hotkernel/queue"
 )
@@ -34,6 +36,9 @@ type DeadLetter struct {
 type version struct {
 	src  *code.Source
 	prog backend.Program
+	// checkpoint is the version's state when it was last replaced; nil
+	// while it has never been. Guarded by the kernel's mu.
+	checkpoint *checkpoint.Checkpoint
 	// processed counts the messages this version completed or failed.
 	processed atomic.Uint64
 	failed    atomic.Uint64
@@ -142,6 +147,38 @@ func (k *Kernel) History() []*code.Source {
 		out[i] = v.src
 	}
 	return out
+}
+
+// Checkpoints returns the checkpoints of the remembered versions that have
+// been replaced at least once — each one's state at the cut-off of the
+// reload that replaced it — oldest version first. They are shared: do not
+// modify them.
+func (k *Kernel) Checkpoints() []*checkpoint.Checkpoint {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var cps []*checkpoint.Checkpoint
+	for _, v := range k.history {
+		if v.checkpoint != nil {
+			cps = append(cps, v.checkpoint)
+		}
+	}
+	return cps
+}
+
+// checkpointOf builds the checkpoint of version v with the given state.
+func (k *Kernel) checkpointOf(v *version, state []byte, layout uint32, cutoff uint64) *checkpoint.Checkpoint {
+	return &checkpoint.Checkpoint{
+		KernelID:    k.id,
+		CodeVersion: v.src.Version(),
+		CodeSHA256:  v.src.SHA256(),
+		Created:     time.Now().UTC(),
+		State:       state,
+		Queues:      map[string]uint64{"input": cutoff},
+		Metadata: map[string]string{
+			"state.layout": strconv.FormatUint(uint64(layout), 10),
+			"code.format":  v.src.Format().String(),
+		},
+	}
 }
 
 // DeadLetters returns the most recent failed messages (at most
@@ -449,9 +486,8 @@ func (k *Kernel) endProbation(cause error) {
 				k.out(k.id, pr.newVersion.src.Version(), o)
 			}
 		}
-		if pr.old != nil {
-			_ = pr.old.Close(k.ctx)
-		}
+		// The reload goroutine takes the old instance over: it reads the
+		// checkpoint from it and releases it.
 		pr.result <- nil
 		return
 	}

@@ -10,8 +10,10 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hotkernel/hotkernel/backend"
+	"github.com/hotkernel/hotkernel/checkpoint"
 	"github.com/hotkernel/hotkernel/code"
 	"github.com/hotkernel/hotkernel/queue"
 )
@@ -259,6 +261,14 @@ func (k *Kernel) stop(ctx context.Context) error {
 		err = fmt.Errorf("kernel %s stopped before its queue was drained: %w", k.id, ctx.Err())
 	}
 	bg := context.Background()
+	if k.m.cfg.Store != nil && k.inst.Err() == nil {
+		cp := k.checkpointOf(k.running, append([]byte(nil), k.inst.StateView()...), k.inst.StateLayout(), k.q.Head())
+		cp.Metadata["reason"] = "stop"
+		// The final checkpoint is written even when ctx ended the drain.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		k.m.save(sctx, cp)
+		cancel()
+	}
 	_ = k.inst.Close(bg)
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -266,6 +276,16 @@ func (k *Kernel) stop(ctx context.Context) error {
 		_ = v.prog.Close(bg)
 	}
 	return err
+}
+
+// save writes cp to the configured store, logging a failure.
+func (m *Manager) save(ctx context.Context, cp *checkpoint.Checkpoint) {
+	if m.cfg.Store == nil {
+		return
+	}
+	if _, err := m.cfg.Store.Save(ctx, cp); err != nil {
+		m.log().Error("checkpoint not saved", "kernel", cp.KernelID, "version", cp.CodeVersion, "err", err)
+	}
 }
 
 // List returns the IDs of the registered kernels, sorted.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hotkernel/hotkernel"
 	"github.com/hotkernel/hotkernel/backend/wasm"
+	"github.com/hotkernel/hotkernel/checkpoint"
 	"github.com/hotkernel/hotkernel/code"
 	"github.com/hotkernel/hotkernel/examples/kernels"
 )
@@ -779,5 +780,71 @@ func TestLargeStateHandover(t *testing.T) {
 	}
 	if st := m.Stats(); st.Retries != 8 || st.Successful != 24 {
 		t.Errorf("stats: %d retries, %d successful; want 8, 24", st.Retries, st.Successful)
+	}
+}
+
+// TestCheckpoints checks that every replaced version leaves a checkpoint
+// of its state at the cut-off, in the history and in the configured store,
+// and that unregistering writes a final one.
+func TestCheckpoints(t *testing.T) {
+	cfg := testConfig()
+	store := checkpoint.NewMemStore(checkpoint.Options{})
+	cfg.Store = store
+	m := newManager(t, cfg, wasm.DefaultConfig())
+	k, err := m.Register(context.Background(), "cp", kernel("counter_v1"), hotkernel.RegisterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var model counterModel
+	sent := 0
+	for i, next := range []string{"counter_v2", "counter_v1", "counter_v2"} {
+		send(t, k, 9, sent, 300)
+		for j := sent; j < sent+300; j++ {
+			model.apply(9, uint64(j))
+		}
+		sent += 300
+		old := k.Code()
+		if _, err := m.Reload(context.Background(), "cp", kernel(next)); err != nil {
+			t.Fatal(err)
+		}
+		cps := k.Checkpoints()
+		if len(cps) == 0 {
+			t.Fatalf("reload %d: no checkpoint in the history", i)
+		}
+		refs, err := store.List(context.Background(), "cp")
+		if err != nil || len(refs) != i+1 {
+			t.Fatalf("reload %d: store holds %d checkpoints (%v), want %d", i, len(refs), err, i+1)
+		}
+		cp, _, err := store.Latest(context.Background(), "cp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp.CodeVersion != old.Version() || cp.CodeSHA256 != old.SHA256() || cp.Queues["input"] != uint64(sent) {
+			t.Errorf("reload %d: checkpoint of v%d sha %x at %d; want v%d at %d", i, cp.CodeVersion, cp.CodeSHA256[:4], cp.Queues["input"], old.Version(), sent)
+		}
+		layout := 1
+		if cp.Metadata["state.layout"] == "2" {
+			layout = 2
+		}
+		if got := decodeCounter(t, layout, cp.State); got != model {
+			t.Errorf("reload %d: checkpointed state differs from the model", i)
+		}
+	}
+	send(t, k, 9, sent, 100)
+	for j := sent; j < sent+100; j++ {
+		model.apply(9, uint64(j))
+	}
+	if err := m.Unregister(context.Background(), "cp"); err != nil {
+		t.Fatal(err)
+	}
+	cp, _, err := store.Latest(context.Background(), "cp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.Metadata["reason"] != "stop" || cp.Metadata["state.layout"] != "2" {
+		t.Fatalf("final checkpoint metadata %v", cp.Metadata)
+	}
+	if got := decodeCounter(t, 2, cp.State); got != model {
+		t.Error("final checkpoint differs from the model")
 	}
 }

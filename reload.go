@@ -135,6 +135,12 @@ type reloadRun struct {
 	k   *Kernel
 	req *Request
 	res *Result
+
+	// The replaced instance, idle, once the new code is confirmed; or, when
+	// it was closed early (no KeepFallback), a copy of its state.
+	retired       backend.Instance
+	retiredState  []byte
+	retiredLayout uint32
 }
 
 // phase sets the request's state and returns a func that records the
@@ -305,6 +311,7 @@ func (r *reloadRun) run(ctx context.Context) error {
 	// Health window.
 	if pr == nil {
 		k.confirm(v)
+		r.retire(ctx)
 		return nil
 	}
 	select {
@@ -329,7 +336,42 @@ func (r *reloadRun) run(ctx context.Context) error {
 		return r.fail(RollingBack, err)
 	}
 	k.confirm(v)
+	r.retired, r.retiredState, r.retiredLayout = pr.old, pr.checkpoint, pr.layout
+	r.retire(ctx)
 	return nil
+}
+
+// retire records the checkpoint of the version a completed reload
+// replaced — its state at the cut-off, read from the idle old instance
+// outside the pause — in the history and, when Config.Store is set, in the
+// store; then it releases the old instance. A store failure is logged, not
+// returned: the reload itself has completed.
+func (r *reloadRun) retire(ctx context.Context) {
+	k, old := r.k, r.retired
+	state, layout := r.retiredState, r.retiredLayout
+	if old != nil {
+		state, layout = append([]byte(nil), old.StateView()...), old.StateLayout()
+		defer old.Close(context.Background())
+	}
+	if state == nil {
+		return
+	}
+	k.mu.Lock()
+	var v *version
+	for _, h := range k.every {
+		if h.src.Version() == r.res.OldVersion {
+			v = h
+		}
+	}
+	k.mu.Unlock()
+	if v == nil {
+		return
+	}
+	cp := k.checkpointOf(v, state, layout, r.res.Cutoff)
+	k.mu.Lock()
+	v.checkpoint = cp
+	k.mu.Unlock()
+	k.m.save(ctx, cp)
 }
 
 // prepareAdopt lets next do the slow part of taking the current
@@ -427,7 +469,12 @@ func (r *reloadRun) swap(ctx context.Context, next backend.Instance, v *version)
 	res.Active = v.src.Version()
 
 	if m.cfg.HealthMessages == 0 && m.cfg.HealthTime == 0 {
-		_ = old.Close(context.Background())
+		if m.cfg.KeepFallback {
+			r.retired = old
+		} else {
+			r.retiredState, r.retiredLayout = checkpoint, layout
+			_ = old.Close(context.Background())
+		}
 		return nil, nil
 	}
 	pr := &probation{
