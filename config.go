@@ -73,6 +73,12 @@ type Config struct {
 	// queue was drained. Store failures are logged and do not fail the
 	// reload. Default nil.
 	Store checkpoint.Store
+	// OnReload, when not nil, is called at the end of every executed
+	// reload, completed or not, with its Result (nil only when the request
+	// could not start) and error; metrics hang here. It runs on the
+	// reloading goroutine and must not block or call the Manager's reload
+	// methods. Default nil.
+	OnReload func(res *Result, err error)
 	// Logger receives reload and failure records. Nil discards them.
 	Logger *slog.Logger
 }

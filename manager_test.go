@@ -790,6 +790,12 @@ func TestCheckpoints(t *testing.T) {
 	cfg := testConfig()
 	store := checkpoint.NewMemStore(checkpoint.Options{})
 	cfg.Store = store
+	var observed atomic.Int32
+	cfg.OnReload = func(res *hotkernel.Result, err error) {
+		if res != nil && err == nil && res.Pause > 0 {
+			observed.Add(1)
+		}
+	}
 	m := newManager(t, cfg, wasm.DefaultConfig())
 	k, err := m.Register(context.Background(), "cp", kernel("counter_v1"), hotkernel.RegisterOptions{})
 	if err != nil {
@@ -833,6 +839,9 @@ func TestCheckpoints(t *testing.T) {
 	send(t, k, 9, sent, 100)
 	for j := sent; j < sent+100; j++ {
 		model.apply(9, uint64(j))
+	}
+	if observed.Load() != 3 {
+		t.Errorf("OnReload saw %d completed reloads, want 3", observed.Load())
 	}
 	if err := m.Unregister(context.Background(), "cp"); err != nil {
 		t.Fatal(err)

@@ -227,6 +227,9 @@ func (m *Manager) ExecuteReload(ctx context.Context, req *Request) (*Result, err
 		err = fmt.Errorf("%w after %v: %w", ErrTimeout, m.cfg.Timeout, err)
 	}
 	res.Err = err
+	if m.cfg.OnReload != nil {
+		defer m.cfg.OnReload(res, err)
+	}
 	if err != nil {
 		req.set(Failed)
 		m.stats.failed.Add(1)
