@@ -1,0 +1,220 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hotkernel/hotkernel"
+	"github.com/hotkernel/hotkernel/code"
+)
+
+// ErrNoOutputs is returned by Send for a kernel whose outputs do not reach
+// the Server (it was not registered through Server.Register or with
+// Server.Output).
+var ErrNoOutputs = errors.New("kernel outputs are not delivered to the server")
+
+// Output is one kernel output: the code version that produced it and its
+// bytes.
+type Output struct {
+	Version uint64
+	Data    []byte
+}
+
+// sink receives one kernel's outputs and hands them to the send request
+// that holds the kernel's send lock.
+type sink struct {
+	send    sync.Mutex   // held by one send request (or stream line) at a time
+	reloads atomic.Int64 // reloads running through the Server
+
+	mu      sync.Mutex
+	cur     *collection // nil when no send request collects
+	next    hotkernel.OutputFunc
+	ignored atomic.Uint64 // outputs that arrived with no collector
+}
+
+// collection is what one send request gathers.
+type collection struct {
+	outs    []Output
+	bytes   int
+	limit   int
+	dropped int
+}
+
+func (s *Server) sinkFor(id string, create bool) *sink {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sk := s.sinks[id]
+	if sk == nil && create {
+		sk = &sink{}
+		s.sinks[id] = sk
+	}
+	return sk
+}
+
+// Output returns the OutputFunc to give the Manager when registering kernel
+// id, so that the send endpoints return its outputs. Each call for the same
+// id returns a function feeding the same per-kernel buffer. Outputs that
+// arrive while no send request is collecting (those of messages sent to
+// the kernel by other means, with no request waiting) are discarded and
+// counted in hotkernel_outputs_discarded_total.
+func (s *Server) Output(id string) hotkernel.OutputFunc {
+	return s.sinkFor(id, true).deliver
+}
+
+func (sk *sink) deliver(kernel string, version uint64, data []byte) {
+	sk.mu.Lock()
+	c, next := sk.cur, sk.next
+	if c == nil {
+		sk.ignored.Add(1)
+	} else if c.bytes+len(data) > c.limit {
+		c.dropped++
+	} else {
+		c.outs = append(c.outs, Output{Version: version, Data: append([]byte(nil), data...)})
+		c.bytes += len(data)
+	}
+	sk.mu.Unlock()
+	if next != nil {
+		next(kernel, version, data)
+	}
+}
+
+// Register registers kernel id with the Manager, with Server.Output(id) as
+// its OutputFunc; when opts.Output is set it receives every output too,
+// after the Server has copied it. Errors are the Manager's.
+func (s *Server) Register(ctx context.Context, id string, src *code.Source, opts hotkernel.RegisterOptions) (*hotkernel.Kernel, error) {
+	sk := s.sinkFor(id, true)
+	sk.mu.Lock()
+	sk.next = opts.Output
+	sk.mu.Unlock()
+	opts.Output = sk.deliver
+	return s.mgr.Register(ctx, id, src, opts)
+}
+
+// Reload reloads kernel id to src through the Manager (Manager.Reload) and
+// lets the send requests of that kernel know a reload is running, so that
+// they wait for the outputs the new code holds back during its health
+// window. Reloads that bypass the Server weaken Send's guarantee; see
+// there. Reload does not record metrics: the Manager's Config.OnReload
+// does.
+func (s *Server) Reload(ctx context.Context, id string, src *code.Source) (*hotkernel.Result, error) {
+	sk := s.sinkFor(id, false)
+	if sk != nil {
+		sk.reloads.Add(1)
+		defer sk.reloads.Add(-1)
+	}
+	return s.mgr.Reload(ctx, id, src)
+}
+
+// Rollback rolls kernel id back (Manager.Rollback), or to version to when
+// to is not 0 (Manager.RollbackTo), as Reload does.
+func (s *Server) Rollback(ctx context.Context, id string, to uint64) (*hotkernel.Result, error) {
+	sk := s.sinkFor(id, false)
+	if sk != nil {
+		sk.reloads.Add(1)
+		defer sk.reloads.Add(-1)
+	}
+	if to == 0 {
+		return s.mgr.Rollback(ctx, id)
+	}
+	return s.mgr.RollbackTo(ctx, id, to)
+}
+
+// Send sends msgs to kernel id in order and returns the sequence number of
+// the first one, the outputs the kernel produced for them, in the order
+// the kernel wrote them, and how many outputs were dropped for exceeding
+// Config.MaxOutputBytes.
+//
+// The guarantee: send requests of one kernel (Send, the messages endpoint,
+// each line of a stream) are serialized. Each one first waits until every
+// message sent to the kernel before it has been handled and no reload made
+// through the Server is running; then it sends its messages and waits
+// until they have all been handled and no reload made through the Server
+// is running (so the outputs held back in a health window have been
+// released, or dropped and produced again by the old code after a
+// rollback). It returns the outputs delivered in between. So when every
+// message to the kernel is sent through the Server and every reload goes
+// through Server.Reload or Server.Rollback, a request gets exactly the
+// outputs of its own messages. Messages sent to the kernel by other means
+// during a request add their outputs to that request's; a reload made
+// directly on the Manager can delay outputs past the end of the request
+// that caused them, and they are then discarded.
+//
+// Send fails with ErrNoOutputs when the kernel's outputs do not reach the
+// Server, with the Manager's errors for unknown or closed kernels, and
+// with ctx's error when ctx ends first; after a failure the outputs
+// collected so far are returned with it.
+func (s *Server) Send(ctx context.Context, id string, msgs [][]byte) (uint64, []Output, int, error) {
+	k, err := s.mgr.Kernel(id)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	sk := s.sinkFor(id, false)
+	if sk == nil {
+		return 0, nil, 0, fmt.Errorf("kernel %s: %w", id, ErrNoOutputs)
+	}
+	sk.send.Lock()
+	defer sk.send.Unlock()
+	if err := sk.quiesce(ctx, k, k.Sent()); err != nil {
+		return 0, nil, 0, err
+	}
+	c := &collection{limit: s.cfg.MaxOutputBytes}
+	sk.mu.Lock()
+	sk.cur = c
+	sk.mu.Unlock()
+	finish := func() ([]Output, int) {
+		sk.mu.Lock()
+		defer sk.mu.Unlock()
+		sk.cur = nil
+		return c.outs, c.dropped
+	}
+	var first, end uint64
+	for i, m := range msgs {
+		seq, err := k.Send(ctx, m)
+		if err != nil {
+			if i > 0 {
+				_ = sk.quiesce(ctx, k, end)
+			}
+			outs, dropped := finish()
+			return first, outs, dropped, err
+		}
+		if i == 0 {
+			first = seq
+		}
+		end = seq + 1
+	}
+	err = sk.quiesce(ctx, k, end)
+	outs, dropped := finish()
+	return first, outs, dropped, err
+}
+
+// quiesce waits until kernel k has handled every message below end and no
+// reload through the Server is running, or ctx ends. Nothing notifies
+// either, so it polls with a backoff from 20 µs to 2 ms.
+func (sk *sink) quiesce(ctx context.Context, k *hotkernel.Kernel, end uint64) error {
+	wait := 20 * time.Microsecond
+	var t *time.Timer
+	for {
+		if k.Handled() >= end && sk.reloads.Load() == 0 {
+			return nil
+		}
+		if k.Status() == "stopped" && k.QueueLen() == 0 {
+			return fmt.Errorf("kernel %s: %w", k.ID(), hotkernel.ErrClosed)
+		}
+		if t == nil {
+			t = time.NewTimer(wait)
+			defer t.Stop()
+		} else {
+			t.Reset(wait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		wait = min(2*wait, 2*time.Millisecond)
+	}
+}
