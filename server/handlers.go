@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hotkernel/hotkernel"
@@ -487,8 +488,91 @@ func (s *Server) handleReload(w http.ResponseWriter, r *http.Request) {
 			"use application/json with {\"version\": N}, or application/wasm or application/octet-stream with the artifact")
 		return
 	}
+	if acceptsNDJSON(r) {
+		s.streamReload(w, r, id, src)
+		return
+	}
 	res, err := s.Reload(r.Context(), id, src)
 	s.writeResult(w, r, res, err)
+}
+
+// acceptsNDJSON reports whether the request asks for a streamed reply.
+func acceptsNDJSON(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		if mt, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == "application/x-ndjson" {
+			return true
+		}
+	}
+	return false
+}
+
+// phaseLine is one line of a streamed reload: a phase that ended.
+type phaseLine struct {
+	Phase string       `json:"phase"`
+	Took  durationJSON `json:"took"`
+}
+
+// resultLine is the last line of a streamed reload.
+type resultLine struct {
+	Result *resultJSON `json:"result,omitempty"`
+	Error  string      `json:"error,omitempty"`
+	Code   string      `json:"code,omitempty"`
+}
+
+// streamReload runs the reload of kernel id to src and answers with
+// NDJSON: one phaseLine per phase as it ends, then one resultLine.
+func (s *Server) streamReload(w http.ResponseWriter, r *http.Request, id string, src *code.Source) {
+	// At most this many phase lines wait for the writer; the reload never
+	// waits for the client, and lines beyond the buffer are dropped (a
+	// reload has about ten phases per attempt).
+	phases := make(chan phaseLine, 256)
+	var (
+		res *hotkernel.Result
+		err error
+	)
+	go func() {
+		defer close(phases)
+		res, err = s.ReloadWithPhases(r.Context(), id, src, func(p hotkernel.State, took time.Duration) {
+			select {
+			case phases <- phaseLine{Phase: p.String(), Took: dur(took)}:
+			default:
+			}
+		})
+	}()
+	first, open := <-phases
+	if !open && res == nil {
+		// The reload could not start: an ordinary error status.
+		s.fail(w, r, err)
+		return
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	line := func(v any) {
+		if enc.Encode(v) == nil {
+			_ = rc.Flush()
+		}
+	}
+	if open {
+		line(first)
+		for p := range phases {
+			line(p)
+		}
+	}
+	if res == nil {
+		if err == nil {
+			err = errors.New("reload returned no result")
+		}
+		_, c := classify(err)
+		line(resultLine{Error: err.Error(), Code: c})
+		return
+	}
+	if err != nil {
+		s.log.Warn("reload failed", "kernel", res.Kernel, "err", err)
+	}
+	rj := resultBody(res, err)
+	line(resultLine{Result: &rj})
 }
 
 func (s *Server) handleRollback(w http.ResponseWriter, r *http.Request) {

@@ -101,12 +101,28 @@ func (s *Server) Register(ctx context.Context, id string, src *code.Source, opts
 // there. Reload does not record metrics: the Manager's Config.OnReload
 // does.
 func (s *Server) Reload(ctx context.Context, id string, src *code.Source) (*hotkernel.Result, error) {
+	return s.ReloadWithPhases(ctx, id, src, nil)
+}
+
+// ReloadWithPhases is Reload that calls onPhase, when not nil, as each
+// phase of the reload ends, with the phase and how long it took (see
+// hotkernel.Request.OnPhase: it runs on the reloading goroutine and must
+// not block). The reload can fail before any phase runs, for the reasons
+// Manager.RequestReload gives; the Result is then nil.
+func (s *Server) ReloadWithPhases(ctx context.Context, id string, src *code.Source, onPhase func(phase hotkernel.State, took time.Duration)) (*hotkernel.Result, error) {
 	sk := s.sinkFor(id, false)
 	if sk != nil {
 		sk.reloads.Add(1)
 		defer sk.reloads.Add(-1)
 	}
-	return s.mgr.Reload(ctx, id, src)
+	req, err := s.mgr.RequestReload(id, src)
+	if err != nil {
+		return nil, err
+	}
+	if onPhase != nil {
+		req.OnPhase(onPhase)
+	}
+	return s.mgr.ExecuteReload(ctx, req)
 }
 
 // Rollback rolls kernel id back (Manager.Rollback), or to version to when
@@ -158,7 +174,12 @@ func (s *Server) Send(ctx context.Context, id string, msgs [][]byte) (uint64, []
 	}
 	sk.send.Lock()
 	defer sk.send.Unlock()
-	if err := sk.quiesce(ctx, k, k.Sent()); err != nil {
+	// Earlier messages must be handled before this request collects, so
+	// that their outputs are not taken for its own. A reload in progress
+	// is not waited for here: its new code, on probation, must see these
+	// messages for its health window to mean anything; their outputs are
+	// held until the window ends, which the wait below covers.
+	if err := sk.quiesce(ctx, k, k.Sent(), false); err != nil {
 		return 0, nil, 0, err
 	}
 	c := &collection{limit: s.cfg.MaxOutputBytes}
@@ -176,7 +197,7 @@ func (s *Server) Send(ctx context.Context, id string, msgs [][]byte) (uint64, []
 		seq, err := k.Send(ctx, m)
 		if err != nil {
 			if i > 0 {
-				_ = sk.quiesce(ctx, k, end)
+				_ = sk.quiesce(ctx, k, end, true)
 			}
 			outs, dropped := finish()
 			return first, outs, dropped, err
@@ -186,19 +207,21 @@ func (s *Server) Send(ctx context.Context, id string, msgs [][]byte) (uint64, []
 		}
 		end = seq + 1
 	}
-	err = sk.quiesce(ctx, k, end)
+	err = sk.quiesce(ctx, k, end, true)
 	outs, dropped := finish()
 	return first, outs, dropped, err
 }
 
-// quiesce waits until kernel k has handled every message below end and no
-// reload through the Server is running, or ctx ends. Nothing notifies
-// either, so it polls with a backoff from 20 µs to 2 ms.
-func (sk *sink) quiesce(ctx context.Context, k *hotkernel.Kernel, end uint64) error {
+// quiesce waits until kernel k has handled every message below end and,
+// when reloads is true, no reload through the Server is running (so that
+// outputs held back during a health window have been delivered, or
+// produced again by the old code after a rollback), or ctx ends. Nothing
+// notifies either, so it polls with a backoff from 20 µs to 2 ms.
+func (sk *sink) quiesce(ctx context.Context, k *hotkernel.Kernel, end uint64, reloads bool) error {
 	wait := 20 * time.Microsecond
 	var t *time.Timer
 	for {
-		if k.Handled() >= end && sk.reloads.Load() == 0 {
+		if k.Handled() >= end && (!reloads || sk.reloads.Load() == 0) {
 			return nil
 		}
 		if k.Status() == "stopped" && k.QueueLen() == 0 {

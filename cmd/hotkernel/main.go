@@ -34,6 +34,11 @@ func commands() map[string]command {
 	return map[string]command{
 		"bench":    {"measure throughput and reload pauses on the embedded WebAssembly backend", runBench},
 		"demo":     {"run a live-reload demo on the embedded WebAssembly backend", runDemo},
+		"reload":   {"reload a kernel of a running daemon, printing each phase as it ends", runReload},
+		"rollback": {"roll a kernel of a running daemon back to an earlier version", runRollback},
+		"send":     {"send messages from stdin to a kernel of a running daemon and print its outputs", runSend},
+		"serve":    {"run the daemon: serve a kernel repository over HTTP, reloading on changes", runServe},
+		"status":   {"list the kernels of a running daemon", runStatus},
 		"validate": {"check kernel code artifacts (PTX, CUBIN, SPIR-V, WGSL, MSL, metallib, WASM)", runValidate},
 		"version":  {"print the hotkernel version", runVersion},
 	}
