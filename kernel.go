@@ -18,9 +18,15 @@ import (
 // OutputFunc receives a kernel's outputs, in the order the kernel wrote
 // them, on the kernel's runner goroutine. data is valid only during the
 // call: copy what you keep. version is the code version that produced the
-// output. A slow OutputFunc slows the kernel down; it must not call
-// methods of the same kernel that wait for the runner (reloads).
-type OutputFunc func(kernel string, version uint64, data []byte)
+// output. seq tells which messages it came from: the runner hands the
+// kernel messages in batches, and seq is the queue sequence number of the
+// first message of the output's batch — a batch is a run of consecutive
+// messages [seq, seq+n) taken from the queue together, so an output with
+// seq s was produced by a message with sequence s or later, and by none
+// sent after the next batch began. A slow OutputFunc slows the kernel
+// down; it must not call methods of the same kernel that wait for the
+// runner (reloads, State).
+type OutputFunc func(kernel string, version, seq uint64, data []byte)
 
 // DeadLetter is a message that failed, with the error and the version
 // that failed it.
@@ -53,7 +59,8 @@ type Kernel struct {
 	q   *queue.Queue[[]byte]
 	out OutputFunc
 
-	handled atomic.Uint64 // messages finished, for Handled
+	handled   atomic.Uint64 // messages finished, for Handled
+	delivered atomic.Uint64 // messages whose outputs were all delivered, for Delivered
 
 	ctrl   chan *pause
 	wakeFn atomic.Pointer[context.CancelFunc]
@@ -71,6 +78,7 @@ type Kernel struct {
 	// Owned by the runner goroutine.
 	inst      backend.Instance
 	running   *version
+	batchSeq  uint64 // sequence of the first message of the batch in the kernel
 	buf       [][]byte
 	probation *probation
 	ctx       context.Context
@@ -122,6 +130,12 @@ func (k *Kernel) Status() string {
 	}
 	return "running"
 }
+
+// Delivered returns how many messages, from the first, have had all their
+// outputs delivered to the OutputFunc: Handled, less the messages handled
+// by code on probation, whose outputs are held back until its health
+// window ends (and which are handled again by the old code if it fails).
+func (k *Kernel) Delivered() uint64 { return k.delivered.Load() }
 
 // Version returns the code version serving now.
 func (k *Kernel) Version() uint64 {
@@ -312,6 +326,9 @@ func (k *Kernel) run() {
 			k.process(first, k.buf[:n])
 			clear(k.buf[:n])
 			k.handled.Store(first + uint64(n))
+			if k.probation == nil {
+				k.delivered.Store(first + uint64(n))
+			}
 			continue
 		}
 		if k.q.Closed() && k.q.Len() == 0 && p == nil {
@@ -353,10 +370,12 @@ func (k *Kernel) idle(pausePending bool) {
 func (k *Kernel) process(first uint64, msgs [][]byte) {
 	for len(msgs) > 0 {
 		inst, v := k.inst, k.running
+		k.batchSeq = first
 		res, err := inst.Process(k.ctx, msgs, k.emit)
 		v.processed.Add(uint64(res.Processed))
 		if pr := k.probation; pr != nil {
 			pr.msgs = append(pr.msgs, msgs[:res.Processed]...)
+			pr.batches = append(pr.batches, res.Processed)
 			pr.handled += res.Processed
 			if len(res.Failures) > 0 || err != nil {
 				cause := err
@@ -400,11 +419,11 @@ func (k *Kernel) process(first uint64, msgs [][]byte) {
 // probation.
 func (k *Kernel) emit(data []byte) {
 	if pr := k.probation; pr != nil {
-		pr.outputs = append(pr.outputs, append([]byte(nil), data...))
+		pr.outputs = append(pr.outputs, heldOutput{k.batchSeq, append([]byte(nil), data...)})
 		return
 	}
 	if k.out != nil {
-		k.out(k.id, k.running.src.Version(), data)
+		k.out(k.id, k.running.src.Version(), k.batchSeq, data)
 	}
 }
 
@@ -465,9 +484,17 @@ type probation struct {
 	maxMessages int
 	handled     int
 	msgs        [][]byte // messages the new code handled, to hand back on failure
+	batches     []int    // how many of msgs each call into the new code handled
 	firstSeq    uint64
-	outputs     [][]byte // outputs held back until the window passes
+	outputs     []heldOutput // outputs held back until the window passes
 	result      chan error
+}
+
+// heldOutput is an output held back during a health window, with the
+// sequence number of its batch.
+type heldOutput struct {
+	seq  uint64
+	data []byte
 }
 
 // endProbation ends the health window: with cause nil the new code is
@@ -483,9 +510,10 @@ func (k *Kernel) endProbation(cause error) {
 	if cause == nil {
 		for _, o := range pr.outputs {
 			if k.out != nil {
-				k.out(k.id, pr.newVersion.src.Version(), o)
+				k.out(k.id, pr.newVersion.src.Version(), o.seq, o.data)
 			}
 		}
+		k.delivered.Store(k.handled.Load())
 		// The reload goroutine takes the old instance over: it reads the
 		// checkpoint from it and releases it.
 		pr.result <- nil
@@ -508,8 +536,15 @@ func (k *Kernel) endProbation(cause error) {
 	_ = failed.Close(k.ctx)
 	// The window's messages count for the old code, which handles them now.
 	pr.newVersion.processed.Add(-uint64(len(pr.msgs)))
-	if len(pr.msgs) > 0 {
-		k.process(pr.firstSeq, pr.msgs)
+	// Batch by batch as the new code had them, so that every output keeps
+	// the batch sequence its message had.
+	seq, msgs := pr.firstSeq, pr.msgs
+	for _, n := range pr.batches {
+		if n > 0 {
+			k.process(seq, msgs[:n])
+		}
+		seq, msgs = seq+uint64(n), msgs[n:]
 	}
+	k.delivered.Store(k.handled.Load())
 	pr.result <- fmt.Errorf("%w: %w", ErrUnhealthy, cause)
 }

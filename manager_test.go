@@ -69,7 +69,7 @@ type sink struct {
 	outs []output
 }
 
-func (s *sink) output(_ string, version uint64, b []byte) {
+func (s *sink) output(_ string, version, _ uint64, b []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.outs = append(s.outs, output{le.Uint32(b), le.Uint32(b[4:]), le.Uint64(b[8:]), version})
@@ -566,7 +566,7 @@ func TestHostileKernels(t *testing.T) {
 	}
 	var hostileOut atomic.Int32
 	h, err := m.Register(context.Background(), "hostile", kernel("hostile"), hotkernel.RegisterOptions{
-		Output: func(string, uint64, []byte) { hostileOut.Add(1) },
+		Output: func(string, uint64, uint64, []byte) { hostileOut.Add(1) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -678,6 +678,9 @@ func TestBrokenReleaseRollsBack(t *testing.T) {
 		t.Fatalf("reload to a broken release: %v (result %+v)", err, res)
 	}
 	waitFor(t, "6000 outputs", func() bool { return len(out.all()) == 6000 })
+	if d, h := k.Delivered(), k.Handled(); d != 6000 || h != 6000 {
+		t.Errorf("delivered %d, handled %d; want 6000 each", d, h)
+	}
 	for i, o := range out.all() {
 		if o.version != 1 || o.tag != 1 || o.seq != uint64(i) {
 			t.Fatalf("output %d: %+v; want v1 seq %d", i, o, i)

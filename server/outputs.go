@@ -24,20 +24,22 @@ type Output struct {
 	Data    []byte
 }
 
-// sink receives one kernel's outputs and hands them to the send request
-// that holds the kernel's send lock.
+// sink receives one kernel's outputs and hands each to the send request
+// whose messages produced it, found by the output's batch sequence.
 type sink struct {
-	send    sync.Mutex   // held by one send request (or stream line) at a time
-	reloads atomic.Int64 // reloads running through the Server
+	send sync.Mutex // held by one send request (or stream line) while it sends
 
 	mu      sync.Mutex
-	cur     *collection // nil when no send request collects
+	open    []*collection // requests still collecting, by increasing first
 	next    hotkernel.OutputFunc
 	ignored atomic.Uint64 // outputs that arrived with no collector
 }
 
-// collection is what one send request gathers.
+// collection is what one send request gathers: the outputs of batches
+// that start at a sequence number from first on (and below the first of
+// the next request).
 type collection struct {
+	first   uint64
 	outs    []Output
 	bytes   int
 	limit   int
@@ -65,9 +67,16 @@ func (s *Server) Output(id string) hotkernel.OutputFunc {
 	return s.sinkFor(id, true).deliver
 }
 
-func (sk *sink) deliver(kernel string, version uint64, data []byte) {
+func (sk *sink) deliver(kernel string, version, seq uint64, data []byte) {
 	sk.mu.Lock()
-	c, next := sk.cur, sk.next
+	next := sk.next
+	var c *collection
+	for i := len(sk.open) - 1; i >= 0; i-- {
+		if sk.open[i].first <= seq {
+			c = sk.open[i]
+			break
+		}
+	}
 	if c == nil {
 		sk.ignored.Add(1)
 	} else if c.bytes+len(data) > c.limit {
@@ -78,7 +87,7 @@ func (sk *sink) deliver(kernel string, version uint64, data []byte) {
 	}
 	sk.mu.Unlock()
 	if next != nil {
-		next(kernel, version, data)
+		next(kernel, version, seq, data)
 	}
 }
 
@@ -94,12 +103,9 @@ func (s *Server) Register(ctx context.Context, id string, src *code.Source, opts
 	return s.mgr.Register(ctx, id, src, opts)
 }
 
-// Reload reloads kernel id to src through the Manager (Manager.Reload) and
-// lets the send requests of that kernel know a reload is running, so that
-// they wait for the outputs the new code holds back during its health
-// window. Reloads that bypass the Server weaken Send's guarantee; see
-// there. Reload does not record metrics: the Manager's Config.OnReload
-// does.
+// Reload reloads kernel id to src through the Manager (Manager.Reload).
+// Send requests go on during the reload, its health window included. Reload
+// does not record metrics: the Manager's Config.OnReload does.
 func (s *Server) Reload(ctx context.Context, id string, src *code.Source) (*hotkernel.Result, error) {
 	return s.ReloadWithPhases(ctx, id, src, nil)
 }
@@ -110,11 +116,6 @@ func (s *Server) Reload(ctx context.Context, id string, src *code.Source) (*hotk
 // not block). The reload can fail before any phase runs, for the reasons
 // Manager.RequestReload gives; the Result is then nil.
 func (s *Server) ReloadWithPhases(ctx context.Context, id string, src *code.Source, onPhase func(phase hotkernel.State, took time.Duration)) (*hotkernel.Result, error) {
-	sk := s.sinkFor(id, false)
-	if sk != nil {
-		sk.reloads.Add(1)
-		defer sk.reloads.Add(-1)
-	}
 	req, err := s.mgr.RequestReload(id, src)
 	if err != nil {
 		return nil, err
@@ -126,13 +127,8 @@ func (s *Server) ReloadWithPhases(ctx context.Context, id string, src *code.Sour
 }
 
 // Rollback rolls kernel id back (Manager.Rollback), or to version to when
-// to is not 0 (Manager.RollbackTo), as Reload does.
+// to is not 0 (Manager.RollbackTo).
 func (s *Server) Rollback(ctx context.Context, id string, to uint64) (*hotkernel.Result, error) {
-	sk := s.sinkFor(id, false)
-	if sk != nil {
-		sk.reloads.Add(1)
-		defer sk.reloads.Add(-1)
-	}
 	if to == 0 {
 		return s.mgr.Rollback(ctx, id)
 	}
@@ -145,19 +141,19 @@ func (s *Server) Rollback(ctx context.Context, id string, to uint64) (*hotkernel
 // Config.MaxOutputBytes.
 //
 // The guarantee: send requests of one kernel (Send, the messages endpoint,
-// each line of a stream) are serialized. Each one first waits until every
-// message sent to the kernel before it has been handled and no reload made
-// through the Server is running; then it sends its messages and waits
-// until they have all been handled and no reload made through the Server
-// is running (so the outputs held back in a health window have been
-// released, or dropped and produced again by the old code after a
-// rollback). It returns the outputs delivered in between. So when every
-// message to the kernel is sent through the Server and every reload goes
-// through Server.Reload or Server.Rollback, a request gets exactly the
-// outputs of its own messages. Messages sent to the kernel by other means
-// during a request add their outputs to that request's; a reload made
-// directly on the Manager can delay outputs past the end of the request
-// that caused them, and they are then discarded.
+// each line of a stream) send one at a time. Each one waits until every
+// message sent before it has been handled, sends its messages, and waits
+// until they have been handled; the next request may then send. Because
+// no batch the kernel runs mixes two requests' messages, every output's
+// batch sequence (hotkernel.OutputFunc) names the request it belongs to,
+// and the request gets exactly its own outputs, in order — also during a
+// reload's health window: the request then waits, without holding up the
+// next one, until the outputs held back in the window have been released
+// (or dropped and produced again by the old code after a rollback:
+// hotkernel.Kernel.Delivered). This holds when every message to the kernel
+// is sent through the Server; messages sent to the kernel by other means
+// can share a batch with a request's messages, and their outputs then
+// count as the request's.
 //
 // Send fails with ErrNoOutputs when the kernel's outputs do not reach the
 // Server, with the Manager's errors for unknown or closed kernels, and
@@ -173,23 +169,32 @@ func (s *Server) Send(ctx context.Context, id string, msgs [][]byte) (uint64, []
 		return 0, nil, 0, fmt.Errorf("kernel %s: %w", id, ErrNoOutputs)
 	}
 	sk.send.Lock()
-	defer sk.send.Unlock()
-	// Earlier messages must be handled before this request collects, so
-	// that their outputs are not taken for its own. A reload in progress
-	// is not waited for here: its new code, on probation, must see these
-	// messages for its health window to mean anything; their outputs are
-	// held until the window ends, which the wait below covers.
+	locked := true
+	defer func() {
+		if locked {
+			sk.send.Unlock()
+		}
+	}()
+	// Earlier messages must be handled before this request starts, so that
+	// no batch of the kernel mixes them with this request's. A reload in
+	// progress is not waited for here: its new code, on probation, must see
+	// these messages for its health window to mean anything.
 	if err := sk.quiesce(ctx, k, k.Sent(), false); err != nil {
 		return 0, nil, 0, err
 	}
-	c := &collection{limit: s.cfg.MaxOutputBytes}
+	c := &collection{first: k.Sent(), limit: s.cfg.MaxOutputBytes}
 	sk.mu.Lock()
-	sk.cur = c
+	sk.open = append(sk.open, c)
 	sk.mu.Unlock()
 	finish := func() ([]Output, int) {
 		sk.mu.Lock()
 		defer sk.mu.Unlock()
-		sk.cur = nil
+		for i, o := range sk.open {
+			if o == c {
+				sk.open = append(sk.open[:i], sk.open[i+1:]...)
+				break
+			}
+		}
 		return c.outs, c.dropped
 	}
 	var first, end uint64
@@ -207,21 +212,29 @@ func (s *Server) Send(ctx context.Context, id string, msgs [][]byte) (uint64, []
 		}
 		end = seq + 1
 	}
-	err = sk.quiesce(ctx, k, end, true)
+	// Once its messages are handled, the next request may send: its
+	// batches cannot include these messages. Outputs held back by a health
+	// window still come here by their batch sequence, after the window.
+	err = sk.quiesce(ctx, k, end, false)
+	sk.send.Unlock()
+	locked = false
+	if err == nil {
+		err = sk.quiesce(ctx, k, end, true)
+	}
 	outs, dropped := finish()
 	return first, outs, dropped, err
 }
 
 // quiesce waits until kernel k has handled every message below end and,
-// when reloads is true, no reload through the Server is running (so that
-// outputs held back during a health window have been delivered, or
-// produced again by the old code after a rollback), or ctx ends. Nothing
-// notifies either, so it polls with a backoff from 20 µs to 2 ms.
-func (sk *sink) quiesce(ctx context.Context, k *hotkernel.Kernel, end uint64, reloads bool) error {
+// when delivered is true, delivered all their outputs (those held back in
+// a health window released, or produced again by the old code after a
+// rollback), or ctx ends. Nothing notifies either, so it polls with a
+// backoff from 20 µs to 2 ms.
+func (sk *sink) quiesce(ctx context.Context, k *hotkernel.Kernel, end uint64, delivered bool) error {
 	wait := 20 * time.Microsecond
 	var t *time.Timer
 	for {
-		if k.Handled() >= end && (!reloads || sk.reloads.Load() == 0) {
+		if k.Handled() >= end && (!delivered || k.Delivered() >= end) {
 			return nil
 		}
 		if k.Status() == "stopped" && k.QueueLen() == 0 {

@@ -7,12 +7,14 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -476,4 +478,46 @@ func TestNoOutputsForForeignKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantStatus(t, e.do(t, "POST", "/v1/kernels/direct/messages", "application/json", []byte(`{"messages":["AA=="]}`)), 409)
+}
+
+// TestBrokenReleaseUnderAPITraffic reloads, through the server, to a
+// release that traps on every seventh message while clients keep sending
+// batches: the new code sees those messages in its health window and is
+// rolled back, and every batch still gets exactly its own outputs, all
+// from the old version.
+func TestBrokenReleaseUnderAPITraffic(t *testing.T) {
+	e := newEnv(t, "")
+	checkOutputs(t, e.send(t, 1, 0, 10), 1, 0, 10, 1, 1)
+	type outcome struct {
+		res *hotkernel.Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := e.srv.Reload(context.Background(), "counter", wasmSrc("counter_v2_broken"))
+		done <- outcome{res, err}
+	}()
+	// Two clients send while the reload runs.
+	var wg sync.WaitGroup
+	var stop atomic.Bool
+	for p := uint32(1); p <= 2; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			next := uint64(0)
+			if p == 1 {
+				next = 10
+			}
+			for !stop.Load() {
+				checkOutputs(t, e.send(t, p, next, 20), p, next, 20, 1, 1)
+				next += 20
+			}
+		}()
+	}
+	o := <-done
+	stop.Store(true)
+	wg.Wait()
+	if !errors.Is(o.err, hotkernel.ErrUnhealthy) || o.res == nil || !o.res.RolledBack || o.res.HealthMessages == 0 {
+		t.Fatalf("reload to a broken release under traffic: %v (result %+v)", o.err, o.res)
+	}
 }

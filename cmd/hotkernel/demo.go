@@ -53,7 +53,7 @@ type demoAccount struct {
 	outOfOrder uint64
 }
 
-func (a *demoAccount) output(_ string, version uint64, b []byte) {
+func (a *demoAccount) output(_ string, version, _ uint64, b []byte) {
 	p, seq := binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint64(b[8:])
 	a.mu.Lock()
 	defer a.mu.Unlock()
