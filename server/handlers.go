@@ -171,7 +171,9 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-type kernelJSON struct {
+// KernelInfo is one kernel as GET /v1/kernels and GET /v1/kernels/{id}
+// describe it (History only in the latter); clients decode into it.
+type KernelInfo struct {
 	ID          string        `json:"id"`
 	Version     uint64        `json:"version"`
 	Format      string        `json:"format"`
@@ -180,10 +182,11 @@ type kernelJSON struct {
 	QueueDepth  int           `json:"queue_depth"`
 	Processed   uint64        `json:"processed"`
 	DeadLetters uint64        `json:"dead_letters"`
-	History     []versionJSON `json:"history,omitempty"`
+	History     []VersionInfo `json:"history,omitempty"`
 }
 
-type versionJSON struct {
+// VersionInfo is one remembered version of a kernel in KernelInfo.
+type VersionInfo struct {
 	Version           uint64 `json:"version"`
 	SHA256            string `json:"sha256"`
 	Format            string `json:"format"`
@@ -192,11 +195,11 @@ type versionJSON struct {
 	Checkpoint        bool   `json:"checkpoint"`
 }
 
-func describe(k *hotkernel.Kernel, history bool) kernelJSON {
+func describe(k *hotkernel.Kernel, history bool) KernelInfo {
 	src := k.Code()
 	proc := k.Processed()
 	_, dead := k.DeadLetters()
-	kj := kernelJSON{
+	kj := KernelInfo{
 		ID: k.ID(), Version: src.Version(), Format: src.Format().String(), SHA256: src.SHA256Hex(),
 		State: k.Status(), QueueDepth: k.QueueLen(), DeadLetters: dead,
 	}
@@ -208,10 +211,10 @@ func describe(k *hotkernel.Kernel, history bool) kernelJSON {
 		for _, cp := range k.Checkpoints() {
 			cps[cp.CodeVersion] = true
 		}
-		kj.History = []versionJSON{}
+		kj.History = []VersionInfo{}
 		for _, h := range k.History() {
 			rv, _ := h.MetadataValue("repository.version")
-			kj.History = append(kj.History, versionJSON{
+			kj.History = append(kj.History, VersionInfo{
 				Version: h.Version(), SHA256: h.SHA256Hex(), Format: h.Format().String(),
 				RepositoryVersion: rv, Processed: proc[h.Version()], Checkpoint: cps[h.Version()],
 			})
@@ -221,7 +224,7 @@ func describe(k *hotkernel.Kernel, history bool) kernelJSON {
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
-	out := []kernelJSON{}
+	out := []KernelInfo{}
 	for _, id := range s.mgr.List() {
 		if k, err := s.mgr.Kernel(id); err == nil {
 			out = append(out, describe(k, false))

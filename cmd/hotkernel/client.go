@@ -17,6 +17,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/hotkernel/hotkernel/server"
 )
 
 // defaultAddr is where the client commands look for the daemon when
@@ -141,18 +143,6 @@ func parseClient(fs *flag.FlagSet, args []string, want int, stderr io.Writer) ([
 	return rest, exitOK, true
 }
 
-// kernelRow is one kernel as GET /v1/kernels describes it.
-type kernelRow struct {
-	ID          string `json:"id"`
-	Version     uint64 `json:"version"`
-	Format      string `json:"format"`
-	SHA256      string `json:"sha256"`
-	State       string `json:"state"`
-	QueueDepth  int    `json:"queue_depth"`
-	Processed   uint64 `json:"processed"`
-	DeadLetters uint64 `json:"dead_letters"`
-}
-
 // runStatus implements "hotkernel status".
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("status", "status [--json] [--addr URL] [--token T]", stderr)
@@ -176,7 +166,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	var list struct {
-		Kernels []kernelRow `json:"kernels"`
+		Kernels []server.KernelInfo `json:"kernels"`
 	}
 	if err := json.Unmarshal(data, &list); err != nil {
 		fmt.Fprintf(stderr, "hotkernel status: bad reply: %v\n", err)
@@ -342,13 +332,19 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	if *asJSON {
-		stdout.Write(append(bytes.TrimSpace(raw), '\n'))
-		if res.Error != "" {
-			return exitFailure
-		}
-		return exitOK
+		return printRaw(stdout, raw, res)
 	}
 	return printResult(stdout, "reload", res)
+}
+
+// printRaw prints a reply's JSON as it came, and exits 1 when the Result
+// reports an error.
+func printRaw(stdout io.Writer, raw []byte, res *reloadResult) int {
+	stdout.Write(append(bytes.TrimSpace(raw), '\n'))
+	if res.Error != "" {
+		return exitFailure
+	}
+	return exitOK
 }
 
 // runRollback implements "hotkernel rollback".
@@ -381,11 +377,7 @@ func runRollback(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	if *asJSON {
-		stdout.Write(append(bytes.TrimSpace(raw), '\n'))
-		if res.Error != "" {
-			return exitFailure
-		}
-		return exitOK
+		return printRaw(stdout, raw, &res)
 	}
 	for _, p := range []string{"checkpoint", "swap", "restore"} {
 		if d, ok := res.Phases[p]; ok {
