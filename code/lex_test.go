@@ -216,6 +216,35 @@ func runGoodCases(t *testing.T, f Format, glob string, cases []goodCase) {
 	}
 }
 
+// inlineCase is a valid source text and the names of the entries and
+// others it must report.
+type inlineCase struct {
+	name, src string
+	entries   []string
+	others    []string
+}
+
+// runInlineGood inspects each case's source as format f, under the file
+// name file, and checks the names of its entries and others.
+func runInlineGood(t *testing.T, f Format, file string, cases []inlineCase) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			info, err := Inspect(f, []byte(tt.src), Options{Name: file})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var others []string
+			for _, o := range info.Others {
+				others = append(others, o.Name)
+			}
+			if !slices.Equal(info.EntryNames(), tt.entries) || !slices.Equal(others, tt.others) {
+				t.Errorf("entries %v others %v, want %v %v", info.EntryNames(), others, tt.entries, tt.others)
+			}
+		})
+	}
+}
+
 // badCase is an invalid artifact and the first error it must give.
 type badCase struct {
 	file   string // under testdata/FORMAT/invalid

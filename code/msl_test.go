@@ -1,9 +1,6 @@
 package code
 
-import (
-	"slices"
-	"testing"
-)
+import "testing"
 
 func TestInspectMSLValid(t *testing.T) {
 	runGoodCases(t, FormatMSL, "msl/*.metal", []goodCase{
@@ -44,11 +41,7 @@ func TestInspectMSLInvalid(t *testing.T) {
 }
 
 func TestInspectMSLCases(t *testing.T) {
-	good := []struct {
-		name, src string
-		entries   []string
-		others    []string
-	}{
+	runInlineGood(t, FormatMSL, "k.metal", []inlineCase{
 		{"attribute after kernel", "kernel [[max_total_threads_per_threadgroup(64)]] void k() {}", []string{"k"}, nil},
 		{"attribute before kernel", "[[max_total_threads_per_threadgroup(64)]] kernel void k() {}", []string{"k"}, nil},
 		{"attribute after name", "[[kernel]] void k [[max_total_threads_per_threadgroup(64)]] (device float* a [[buffer(0)]]) {}", []string{"k"}, nil},
@@ -62,22 +55,7 @@ func TestInspectMSLCases(t *testing.T) {
 		{"macro using kernel", "#define K kernel void\n#include \"x.h\"\nkernel void j() {}", []string{"j"}, nil},
 		{"vertex as a variable", "kernel void j() { float vertex = 1; }", []string{"j"}, nil},
 		{"raw quote in preprocessor", "#error don't\nkernel void j() {}", []string{"j"}, nil},
-	}
-	for _, tt := range good {
-		t.Run(tt.name, func(t *testing.T) {
-			info, err := Inspect(FormatMSL, []byte(tt.src), Options{Name: "k.metal"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var others []string
-			for _, o := range info.Others {
-				others = append(others, o.Name)
-			}
-			if !slices.Equal(info.EntryNames(), tt.entries) || !slices.Equal(others, tt.others) {
-				t.Errorf("entries %v others %v, want %v %v", info.EntryNames(), others, tt.entries, tt.others)
-			}
-		})
-	}
+	})
 
 	bad := []struct {
 		name, src string

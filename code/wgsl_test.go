@@ -1,9 +1,6 @@
 package code
 
-import (
-	"slices"
-	"testing"
-)
+import "testing"
 
 func TestInspectWGSLValid(t *testing.T) {
 	runGoodCases(t, FormatWGSL, "wgsl/*.wgsl", []goodCase{
@@ -43,11 +40,7 @@ func TestInspectWGSLInvalid(t *testing.T) {
 }
 
 func TestInspectWGSLCases(t *testing.T) {
-	good := []struct {
-		name, src string
-		entries   []string
-		others    []string
-	}{
+	runInlineGood(t, FormatWGSL, "k.wgsl", []inlineCase{
 		{"trailing comma", "@compute @workgroup_size(8, 8,) fn f() {}", []string{"f"}, nil},
 		{"override expressions", "override N = 4u;\n@compute @workgroup_size(N * 2u, max(N, 1u)) fn f() {}", []string{"f"}, nil},
 		{"hex and suffixed sizes", "@compute @workgroup_size(0x40u, 2i) fn f() {}", []string{"f"}, nil},
@@ -56,22 +49,7 @@ func TestInspectWGSLCases(t *testing.T) {
 		{"diagnostic and must_use", "diagnostic(off, derivative_uniformity);\n@must_use fn g() -> i32 { return 1; }\n@compute @workgroup_size(1) fn f() { _ = g(); }", []string{"f"}, nil},
 		{"return attributes", "@vertex fn v() -> @builtin(position) vec4f { return vec4f(); }\n@compute @workgroup_size(1) fn c() {}", []string{"c"}, []string{"v"}},
 		{"struct member attributes", "struct S { @location(0) a: f32, @builtin(position) p: vec4f }\n@compute @workgroup_size(1) fn c() {}", []string{"c"}, nil},
-	}
-	for _, tt := range good {
-		t.Run(tt.name, func(t *testing.T) {
-			info, err := Inspect(FormatWGSL, []byte(tt.src), Options{Name: "k.wgsl"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var others []string
-			for _, o := range info.Others {
-				others = append(others, o.Name)
-			}
-			if !slices.Equal(info.EntryNames(), tt.entries) || !slices.Equal(others, tt.others) {
-				t.Errorf("entries %v others %v, want %v %v", info.EntryNames(), others, tt.entries, tt.others)
-			}
-		})
-	}
+	})
 
 	bad := []struct {
 		name, src string
