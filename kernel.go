@@ -208,14 +208,10 @@ func (k *Kernel) Processed() map[uint64]uint64 {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	out := make(map[uint64]uint64)
-	for _, v := range k.allVersionsLocked() {
+	for _, v := range k.every {
 		out[v.src.Version()] = v.processed.Load()
 	}
 	return out
-}
-
-func (k *Kernel) allVersionsLocked() []*version {
-	return k.every
 }
 
 // State returns a copy of the kernel's state as it is between two

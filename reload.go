@@ -138,9 +138,10 @@ type reloadRun struct {
 
 	// The replaced instance, idle, once the new code is confirmed; or, when
 	// it was closed early (no KeepFallback), a copy of its state.
-	retired       backend.Instance
-	retiredState  []byte
-	retiredLayout uint32
+	retired        backend.Instance
+	retiredState   []byte
+	retiredLayout  uint32
+	retiredVersion *version // the version the replaced instance ran
 }
 
 // phase sets the request's state and returns a func that records the
@@ -359,17 +360,7 @@ func (r *reloadRun) retire(ctx context.Context) {
 	if state == nil {
 		return
 	}
-	k.mu.Lock()
-	var v *version
-	for _, h := range k.every {
-		if h.src.Version() == r.res.OldVersion {
-			v = h
-		}
-	}
-	k.mu.Unlock()
-	if v == nil {
-		return
-	}
+	v := r.retiredVersion
 	cp := k.checkpointOf(v, state, layout, r.res.Cutoff)
 	k.mu.Lock()
 	v.checkpoint = cp
@@ -406,6 +397,7 @@ func (r *reloadRun) prepareAdopt(ctx context.Context, next backend.Instance) err
 func (r *reloadRun) swap(ctx context.Context, next backend.Instance, v *version) (*probation, error) {
 	m, k, res := r.m, r.k, r.res
 	old, oldV := k.inst, k.running
+	r.retiredVersion = oldV
 	res.OldVersion, res.Active = oldV.src.Version(), oldV.src.Version()
 	undo := func(s State, err error) (*probation, error) {
 		r.req.set(RollingBack)
