@@ -380,12 +380,11 @@ func (r *reloadRun) prepareAdopt(ctx context.Context, next backend.Instance) err
 		return nil
 	}
 	var cur backend.Instance
-	var layout uint32
 	hop := r.k.newPause(0, func(_ context.Context, k *Kernel) error {
-		cur, layout = k.inst, k.inst.StateLayout()
+		cur = k.inst
 		return nil
 	})
-	if err := r.k.submit(ctx, hop); err != nil || cur == nil || layout != next.StateLayout() {
+	if err := r.k.submit(ctx, hop); err != nil || cur == nil {
 		return nil
 	}
 	_, err := p.PrepareAdopt(ctx, cur)
@@ -413,13 +412,13 @@ func (r *reloadRun) swap(ctx context.Context, next backend.Instance, v *version)
 	}
 	// The checkpoint is the old instance itself, idle from now on: its
 	// state stays exactly as at the cut-off. Without KeepFallback it is a
-	// copy.
-	state, layout := old.StateView(), old.StateLayout()
+	// copy. The state is read only where it is needed: a backend that
+	// keeps it on a device copies it to the host to read it.
+	layout := old.StateLayout()
 	var checkpoint []byte
 	if !m.cfg.KeepFallback {
-		checkpoint = append([]byte(nil), state...)
+		checkpoint = append([]byte(nil), old.StateView()...)
 	}
-	res.CheckpointBytes = len(state)
 	t1 := time.Now()
 	res.Checkpoint = t1.Sub(t0)
 
@@ -446,9 +445,11 @@ func (r *reloadRun) swap(ctx context.Context, next backend.Instance, v *version)
 			}
 		}
 		if !adopted {
+			state := old.StateView()
 			if err := next.ImportState(ctx, layout, oldV.src.Version(), state); err != nil {
 				return undo(Restoring, fmt.Errorf("%w: %w", ErrStateTransfer, err))
 			}
+			res.CheckpointBytes = len(state)
 		}
 		res.StatePreserved = true
 		res.Migrated = layout != next.StateLayout()
@@ -456,6 +457,10 @@ func (r *reloadRun) swap(ctx context.Context, next backend.Instance, v *version)
 	t3 := time.Now()
 	res.Restore = t3.Sub(t2)
 	res.Pause = t3.Sub(t0)
+	if res.CheckpointBytes == 0 {
+		// Outside the pause: the checkpoint the old instance now holds.
+		res.CheckpointBytes = len(old.StateView())
+	}
 	if r.req.onPhase != nil {
 		r.req.onPhase(Checkpointing, res.Checkpoint)
 		r.req.onPhase(Swapping, res.Swap)

@@ -320,6 +320,13 @@ func inputName(fileName string) string {
 	return name
 }
 
+// ParseDiagnostics splits text in ptxas's diagnostic format into
+// diagnostics: ptxas's own output, or the error and info logs of the CUDA
+// driver's PTX JIT compiler, which writes "ptxas application ptx input,
+// line 12; error   : ...". Lines in no known format are kept whole with an
+// empty Severity; blank lines are dropped.
+func ParseDiagnostics(output string) []Diagnostic { return parseDiagnostics(output, "", "") }
+
 // parseDiagnostics splits ptxas output into diagnostics. It understands
 //
 //	ptxas PATH, line N; SEVERITY : MESSAGE
