@@ -43,6 +43,10 @@ type api struct {
 	cuEventSynchronize   func(event uintptr) Result
 	cuEventDestroy       func(event uintptr) Result
 
+	// Optional: nil when the library lacks them (see bindAPI).
+	cuMemHostRegister   func(p unsafe.Pointer, size uint64, flags uint32) Result
+	cuMemHostUnregister func(p unsafe.Pointer) Result
+
 	// The calls made around every launch are bound without purego's
 	// reflection, which makes them several times cheaper and keeps them
 	// from allocating more than one small argument block (see

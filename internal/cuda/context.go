@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -273,4 +274,47 @@ func (c *Context) CopyDtoH(dst []byte, src DevicePtr) error {
 	}
 	defer c.leave()
 	return c.drv.check(op, c.drv.api.cuMemcpyDtoH(unsafe.Pointer(&dst[0]), uint64(src), uint64(len(dst))))
+}
+
+// HostRegister page-locks the memory of b for the context
+// (cuMemHostRegister_v2, no flags), so that Stream copies from and to it
+// are asynchronous as with AllocHost memory. b should be memory outside
+// the Go heap (from mmap, for example); Go memory must at least be kept
+// alive until HostUnregister. b stays registered until HostUnregister or
+// Destroy. An empty b gives an error wrapping ErrInvalidArgument, a
+// driver library without the function one wrapping ErrNoDriver, and
+// memory already registered the driver's
+// CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED.
+func (c *Context) HostRegister(b []byte) error {
+	const op = "cuMemHostRegister_v2"
+	if len(b) == 0 {
+		return invalid(op, "empty slice")
+	}
+	if err := c.enter(op); err != nil {
+		return err
+	}
+	defer c.leave()
+	if c.drv.api.cuMemHostRegister == nil {
+		return fmt.Errorf("%s: %w: %s lacks the function", op, ErrNoDriver, c.drv.path)
+	}
+	return c.drv.check(op, c.drv.api.cuMemHostRegister(unsafe.Pointer(&b[0]), uint64(len(b)), 0))
+}
+
+// HostUnregister undoes HostRegister for the memory starting at b's first
+// byte (cuMemHostUnregister). Memory that is not registered gives the
+// driver's CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED; an empty b, or a driver
+// library without the function, errors as for HostRegister.
+func (c *Context) HostUnregister(b []byte) error {
+	const op = "cuMemHostUnregister"
+	if len(b) == 0 {
+		return invalid(op, "empty slice")
+	}
+	if err := c.enter(op); err != nil {
+		return err
+	}
+	defer c.leave()
+	if c.drv.api.cuMemHostUnregister == nil {
+		return fmt.Errorf("%s: %w: %s lacks the function", op, ErrNoDriver, c.drv.path)
+	}
+	return c.drv.check(op, c.drv.api.cuMemHostUnregister(unsafe.Pointer(&b[0])))
 }

@@ -81,6 +81,8 @@ const (
 	ErrPrimaryContextActive        Result = 708
 	ErrContextIsDestroyed          Result = 709
 	ErrAssert                      Result = 710
+	ErrHostMemoryAlreadyRegistered Result = 712
+	ErrHostMemoryNotRegistered     Result = 713
 	ErrHardwareStackError          Result = 714
 	ErrIllegalInstruction          Result = 715
 	ErrMisalignedAddress           Result = 716
@@ -143,6 +145,8 @@ var results = map[Result]resultInfo{
 	ErrPrimaryContextActive:        {"CUDA_ERROR_PRIMARY_CONTEXT_ACTIVE", "primary context active"},
 	ErrContextIsDestroyed:          {"CUDA_ERROR_CONTEXT_IS_DESTROYED", "context is destroyed"},
 	ErrAssert:                      {"CUDA_ERROR_ASSERT", "device-side assert triggered"},
+	ErrHostMemoryAlreadyRegistered: {"CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED", "part or all of the requested memory range is already mapped"},
+	ErrHostMemoryNotRegistered:     {"CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED", "pointer does not correspond to a registered memory region"},
 	ErrHardwareStackError:          {"CUDA_ERROR_HARDWARE_STACK_ERROR", "hardware stack error"},
 	ErrIllegalInstruction:          {"CUDA_ERROR_ILLEGAL_INSTRUCTION", "an illegal instruction was encountered"},
 	ErrMisalignedAddress:           {"CUDA_ERROR_MISALIGNED_ADDRESS", "misaligned address"},

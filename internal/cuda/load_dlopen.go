@@ -76,6 +76,10 @@ func bindAPI(lookup func(name string) (uintptr, error)) (a *api, err error) {
 	b.fn(&a.cuEventCreate, "cuEventCreate")
 	b.fn(&a.cuEventSynchronize, "cuEventSynchronize")
 	b.fn(&a.cuEventDestroy, "cuEventDestroy_v2")
+	// Page-locking of the caller's memory is an optional feature: a
+	// library without it still loads, and Context.HostRegister says so.
+	b.optional(&a.cuMemHostRegister, "cuMemHostRegister_v2")
+	b.optional(&a.cuMemHostUnregister, "cuMemHostUnregister")
 
 	// Calls made around every launch: purego.SyscallN directly, which
 	// skips reflection. Pointers are converted to uintptr inside the call
@@ -177,6 +181,17 @@ func (b *binder) sym(name string) uintptr {
 		return 0
 	}
 	return addr
+}
+
+// optional binds fptr like fn when the symbol exists and leaves it nil
+// when the lookup fails, without recording the failure.
+func (b *binder) optional(fptr any, name string) {
+	if b.err != nil {
+		return
+	}
+	if addr, err := b.lookup(name); err == nil && addr != 0 {
+		purego.RegisterFunc(fptr, addr)
+	}
 }
 
 // fn binds the Go function pointed to by fptr to the symbol name with

@@ -92,6 +92,16 @@ func TestBindAPI(t *testing.T) {
 	}); a != nil || err != sentinel {
 		t.Errorf("bindAPI with a missing symbol = %v, %v", a, err)
 	}
+	// The optional functions may be missing.
+	a, err = bindAPI(func(name string) (uintptr, error) {
+		if name == "cuMemHostRegister_v2" || name == "cuMemHostUnregister" {
+			return 0, sentinel
+		}
+		return stand, nil
+	})
+	if err != nil || a.cuMemHostRegister != nil || a.cuMemHostUnregister != nil || a.cuLaunchKernel == nil {
+		t.Errorf("bindAPI without the optional functions: %v", err)
+	}
 	if _, err := bindAPI(func(string) (uintptr, error) { return 0, nil }); !errors.Is(err, ErrNoDriver) {
 		t.Errorf("bindAPI with address 0: %v", err)
 	}

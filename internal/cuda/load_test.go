@@ -110,6 +110,8 @@ func TestNotLoaded(t *testing.T) {
 		_, err = c.AllocHost(1)
 		isInvalid("AllocHost", err)
 		isInvalid("FreeHost", c.FreeHost(make([]byte, 1)))
+		isInvalid("HostRegister", c.HostRegister(make([]byte, 1)))
+		isInvalid("HostUnregister", c.HostUnregister(make([]byte, 1)))
 		isInvalid("CopyHtoD", c.CopyHtoD(1, nil))
 		isInvalid("CopyDtoH", c.CopyDtoH(make([]byte, 1), 1))
 		_, err = c.NewStream()
