@@ -25,10 +25,14 @@ type Dim3 struct{ X, Y, Z uint32 }
 // left with a context current by this package between calls.
 //
 // Destroy waits for the calls in progress in the context (on any of its
-// objects) to return; calls made after it return an error wrapping
+// objects) to return, as the driver requires that no call uses a context
+// being destroyed; calls made after it return an error wrapping
 // ErrDestroyed, except the idempotent releases (Destroy, and Unload and
 // Destroy of the context's modules, streams and events), which return
-// nil. A Context not obtained from NewContext (a zero Context or a nil
+// nil. So a blocking wait (Synchronize of the context, a stream or an
+// event) on a kernel that never ends also holds up Destroy, and the calls
+// made while Destroy waits; a host that must be able to give up on a
+// kernel polls with Stream.Query or Event.Query instead. A Context not obtained from NewContext (a zero Context or a nil
 // *Context) answers every method with an error wrapping
 // ErrInvalidArgument, and Device with nil.
 type Context struct {
@@ -45,8 +49,9 @@ type Context struct {
 
 // NewContext creates a context on dev (cuCtxCreate_v2 with
 // CU_CTX_SCHED_AUTO) and returns it. The thread that creates it is left
-// with no context current: the new context is popped (cuCtxPopCurrent_v2)
-// with the goroutine locked to the thread throughout. dev must come from
+// as it was, with no context current: the new context is popped
+// (cuCtxPopCurrent_v2) with the goroutine locked to the thread
+// throughout. dev must come from
 // d.Device; a nil or foreign Device gives an error wrapping
 // ErrInvalidArgument.
 func (d *Driver) NewContext(dev *Device) (*Context, error) {
@@ -131,8 +136,9 @@ func (c *Context) alive(op string) error {
 
 // Destroy destroys the context (cuCtxDestroy_v2), releasing everything
 // in it: device memory, page-locked host memory from AllocHost (whose
-// slices must not be used afterwards), modules, streams and events. It
-// waits for calls in progress in the context to return first. It is
+// slices must not be used afterwards), registrations of HostRegister,
+// modules, streams and events. It waits for calls in progress in the
+// context to return first; it does not stop kernels that are running. It is
 // idempotent: calls after the first return nil. The context counts as
 // destroyed even when the driver reports an error, which is returned.
 func (c *Context) Destroy() error {

@@ -5,7 +5,7 @@
 //
 // It covers what a kernel host needs: devices and their properties,
 // contexts, device and page-locked host memory, modules loaded from PTX
-// (compiled by the driver, with its logs) or CUBIN, kernels and global
+// (compiled by the driver, with its logs), CUBIN or fatbin, kernels and global
 // variables, streams with asynchronous copies, memsets and launches, and
 // events.
 //
@@ -32,7 +32,8 @@
 // concurrent use from any goroutine, and no thread is left with a
 // context current between calls, NewContext's creating thread included.
 // Destroying a context (or a module, stream or event) waits for the calls
-// in progress on it; later calls return an error wrapping ErrDestroyed.
+// in progress on it, blocking waits included (see Context); later calls
+// return an error wrapping ErrDestroyed.
 //
 // # Errors
 //
