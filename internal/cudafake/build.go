@@ -25,8 +25,8 @@ import (
 //go:embed c/fake.c
 var fakeC []byte
 
-// LibName is the file name of the library Build makes.
-const LibName = "libcuda-fake.so"
+// libName is the file name of the library Build makes.
+const libName = "libcuda-fake.so"
 
 // requireToolsEnv, set to 1, turns a missing C compiler into a failure.
 const requireToolsEnv = "HOTKERNEL_REQUIRE_TOOLS"
@@ -77,11 +77,6 @@ func Build(t testing.TB) string {
 	}
 	return built.lib
 }
-
-// Warnings returns what the C compiler printed while Build built the
-// library (empty when it printed nothing), or "" before Build has run.
-// The tests require it to be empty.
-func Warnings() string { return built.warnings }
 
 // compiler finds the C compiler and the flags that come with it.
 func compiler() (path string, args []string, err error) {
@@ -146,8 +141,8 @@ func build() (lib, warnings string, noCompiler, err error) {
 		if os.MkdirAll(root, 0o755) == nil {
 			final = filepath.Join(root, key)
 			if w, err := os.ReadFile(filepath.Join(final, "warnings.txt")); err == nil {
-				if _, err := os.Stat(filepath.Join(final, LibName)); err == nil {
-					return filepath.Join(final, LibName), string(w), nil, nil
+				if _, err := os.Stat(filepath.Join(final, libName)); err == nil {
+					return filepath.Join(final, libName), string(w), nil, nil
 				}
 			}
 			dir, _ = os.MkdirTemp(root, "build-")
@@ -165,18 +160,18 @@ func build() (lib, warnings string, noCompiler, err error) {
 		return "", "", nil, err
 	}
 	if final == "" {
-		return filepath.Join(dir, LibName), warnings, nil, nil
+		return filepath.Join(dir, libName), warnings, nil, nil
 	}
 	// Publish the directory whole; another process may have won the race.
 	if err := os.Rename(dir, final); err != nil {
 		os.RemoveAll(dir)
-		if _, serr := os.Stat(filepath.Join(final, LibName)); serr != nil {
+		if _, serr := os.Stat(filepath.Join(final, libName)); serr != nil {
 			return "", "", nil, fmt.Errorf("cudafake: publishing the build: %v", err)
 		}
 		w, _ := os.ReadFile(filepath.Join(final, "warnings.txt"))
 		warnings = string(w)
 	}
-	return filepath.Join(final, LibName), warnings, nil, nil
+	return filepath.Join(final, libName), warnings, nil, nil
 }
 
 // cacheKey hashes everything the library depends on.
@@ -237,13 +232,13 @@ func compile(cc string, ccArgs []string, dir string) (string, error) {
 			fmt.Fprintf(&warnings, "%s (%s):\n%s", u.source, u.object, outputs[i])
 		}
 	}
-	args := append(append([]string{}, ccArgs...), "-shared", "-o", filepath.Join(dir, LibName))
+	args := append(append([]string{}, ccArgs...), "-shared", "-o", filepath.Join(dir, libName))
 	for _, u := range us {
 		args = append(args, filepath.Join(dir, u.object))
 	}
 	out, err := run(cc, append(args, "-lpthread"))
 	if err != nil {
-		return "", fmt.Errorf("cudafake: linking %s: %v", LibName, err)
+		return "", fmt.Errorf("cudafake: linking %s: %v", libName, err)
 	}
 	if out != "" {
 		fmt.Fprintf(&warnings, "link:\n%s", out)

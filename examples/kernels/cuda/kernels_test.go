@@ -263,10 +263,6 @@ func TestPTXAssembles(t *testing.T) {
 				if info.Arch != arch {
 					t.Errorf("assembled for %s, the CUBIN says %s", arch, info.Arch)
 				}
-				// Through code.Inspect too, as the backend validates PTX.
-				if _, err := code.Inspect(code.FormatPTX, PTX(name), code.Options{Name: name + ".ptx", Arch: arch, PTXAS: path}); err != nil {
-					t.Error(err)
-				}
 			})
 		}
 	}
