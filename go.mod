@@ -5,6 +5,7 @@ go 1.26.0
 require github.com/tetratelabs/wazero v1.12.0
 
 require (
+	github.com/ebitengine/purego v0.11.3
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/prometheus/client_golang v1.25.0
 	golang.org/x/sys v0.48.0
