@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -135,21 +136,38 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 // processed exactly once, in per-producer order, by exactly one version,
 // and that the final state equals a reference computed here.
 func TestAccounting(t *testing.T) {
-	const producers = 4
 	perProducer := 250_000
 	reloads := 100
 	if testing.Short() {
 		perProducer, reloads = 20_000, 10
 	}
 	m := newManager(t, testConfig(), wasm.DefaultConfig())
+	accounting(t, m, kernel, []string{"counter_v1", "counter_v2"}, perProducer, reloads)
+}
+
+// accounting registers cycle[0] and reloads the kernel reloads times,
+// reload i going to cycle[(i+1) % len(cycle)], while 4 producers send at
+// least perProducer messages each; then it checks every message and the
+// final state. The names are counter kernels: those with "v1" in their
+// name have layout 1 and tag 1, the others layout 2 and tag 2. reloads
+// must be a multiple of len(cycle), so that the kernel ends on cycle[0],
+// which must have layout 1.
+func accounting(t *testing.T, m *hotkernel.Manager, kernel func(string) *code.Source, cycle []string, perProducer, reloads int) {
+	t.Helper()
+	const producers = 4
 	var out sink
-	k, err := m.Register(context.Background(), "acct", kernel("counter_v1"), hotkernel.RegisterOptions{Output: out.output})
+	k, err := m.Register(context.Background(), "acct", kernel(cycle[0]), hotkernel.RegisterOptions{Output: out.output})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v1, v2 := kernel("counter_v1"), kernel("counter_v2")
-	tags := map[uint64]uint32{k.Version(): 1}
-
+	layout := func(name string) uint32 {
+		if strings.Contains(name, "v1") {
+			return 1
+		}
+		return 2
+	}
+	tags := map[uint64]uint32{k.Version(): layout(cycle[0])}
+	wantMigrated := 0
 	// Producers send at least perProducer messages each and keep sending
 	// until the reloads are done, so that every reload happens under
 	// traffic. Each records the queue sequence of each of its messages, so
@@ -177,11 +195,12 @@ func TestAccounting(t *testing.T) {
 	done := 0
 	var migrated, preserved int
 	for i := range reloads {
-		src, tag := v2, uint32(2)
-		if i%2 == 1 {
-			src, tag = v1, 1
+		from, to := cycle[i%len(cycle)], cycle[(i+1)%len(cycle)]
+		tag := layout(to)
+		if layout(from) != tag {
+			wantMigrated++
 		}
-		res, err := m.Reload(context.Background(), "acct", src)
+		res, err := m.Reload(context.Background(), "acct", kernel(to))
 		if err != nil {
 			reloading.Store(false)
 			t.Fatalf("reload %d: %v", i, err)
@@ -197,8 +216,8 @@ func TestAccounting(t *testing.T) {
 	}
 	reloading.Store(false)
 	wg.Wait()
-	if done%2 == 1 { // end on layout 1
-		t.Fatalf("an odd number of reloads (%d) ends on layout 2", done)
+	if done%len(cycle) != 0 {
+		t.Fatalf("%d reloads do not end on %s", done, cycle[0])
 	}
 	total := 0
 	for _, seqs := range order {
@@ -260,8 +279,8 @@ func TestAccounting(t *testing.T) {
 	if st.Successful != uint64(done) || st.Failed != 0 {
 		t.Errorf("stats: %d successful, %d failed; want %d, 0", st.Successful, st.Failed, done)
 	}
-	if migrated != done || preserved != done {
-		t.Errorf("%d of %d reloads migrated, %d preserved state", migrated, done, preserved)
+	if migrated != wantMigrated || preserved != done {
+		t.Errorf("%d of %d reloads migrated (want %d), %d preserved state", migrated, done, wantMigrated, preserved)
 	}
 	var counted uint64
 	for v, n := range st.Processed["acct"] {

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/hotkernel/hotkernel/backend/cuda"
@@ -23,26 +22,14 @@ import (
 
 var le = binary.LittleEndian
 
-var (
-	bindOnce sync.Once
-	bindErr  error
-)
 
 // fakeBackend returns a Backend on the driver double with every example
 // kernel bound to its host implementation.
 func fakeBackend(t *testing.T, mod func(*cuda.Config)) (*cuda.Backend, string) {
 	t.Helper()
 	lib := cudafake.Build(t)
-	bindOnce.Do(func() {
-		for _, name := range cudakernels.Names() {
-			if err := cudafake.Bind(lib, cudakernels.PTX(name), name); err != nil {
-				bindErr = err
-				return
-			}
-		}
-	})
-	if bindErr != nil {
-		t.Fatal(bindErr)
+	if err := cudafake.BindExamples(lib); err != nil {
+		t.Fatal(err)
 	}
 	cfg := cuda.DefaultConfig()
 	cfg.Library = lib

@@ -66,6 +66,7 @@ package cudafake
 import (
 	"errors"
 	"fmt"
+	cudakernels "github.com/hotkernel/hotkernel/examples/kernels/cuda"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -195,3 +196,14 @@ func Calls(lib, name string) int {
 // outside the context's memory — or "" when there has been none. It
 // panics when lib cannot be loaded or is not the fake.
 func LastFault(lib string) string { return text(mustOpen(lib).lastFault) }
+
+// BindExamples binds the PTX of every example kernel of package
+// cudakernels to its host implementation of the same name.
+func BindExamples(lib string) error {
+	for _, name := range cudakernels.Names() {
+		if err := Bind(lib, cudakernels.PTX(name), name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
