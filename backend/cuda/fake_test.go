@@ -22,7 +22,6 @@ import (
 
 var le = binary.LittleEndian
 
-
 // fakeBackend returns a Backend on the driver double with every example
 // kernel bound to its host implementation.
 func fakeBackend(t *testing.T, mod func(*cuda.Config)) (*cuda.Backend, string) {
