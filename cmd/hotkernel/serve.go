@@ -22,6 +22,8 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/hotkernel/hotkernel"
+	"github.com/hotkernel/hotkernel/backend"
+	"github.com/hotkernel/hotkernel/backend/cuda"
 	"github.com/hotkernel/hotkernel/backend/wasm"
 	"github.com/hotkernel/hotkernel/checkpoint"
 	"github.com/hotkernel/hotkernel/code"
@@ -31,7 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-const serveSynopsis = "serve [--repo DIR] [--listen ADDR] [--token T] [--state DIR] [--log-format text|json] [--rescan D]"
+const serveSynopsis = "serve [--repo DIR] [--listen ADDR] [--token T] [--state DIR] [--log-format text|json] [--rescan D] [--cuda auto|on|off] [--cuda-device N] [--cuda-compiler driver|ptxas]"
 
 // Daemon settings that have no flag.
 const (
@@ -47,6 +49,9 @@ const (
 type serveOptions struct {
 	repo, listen, token, state string
 	rescan                     time.Duration
+	cuda                       string // auto, on or off
+	cudaDevice                 int
+	cudaCompiler               cuda.Compiler
 }
 
 // runServe implements "hotkernel serve": it runs every kernel of a
@@ -61,8 +66,22 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.state, "state", "", "checkpoint `directory` (default: <user cache dir>/hotkernel/state/<repository name>-<hash of its path>)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	fs.DurationVar(&o.rescan, "rescan", 30*time.Second, "full repository rescan `interval`, besides watching it for changes")
+	fs.StringVar(&o.cuda, "cuda", "auto", "run PTX and CUBIN kernels on the GPU: auto (when there is one), on (fail without one) or off")
+	fs.IntVar(&o.cudaDevice, "cuda-device", 0, "ordinal of the GPU to use")
+	compiler := fs.String("cuda-compiler", "driver", "how PTX is compiled: driver (the CUDA driver's JIT) or ptxas")
 	if exit, ok := parseFlagsOnly(fs, args, stderr); !ok {
 		return exit
+	}
+	switch o.cuda {
+	case "auto", "on", "off":
+	default:
+		fmt.Fprintf(stderr, "hotkernel serve: --cuda must be auto, on or off, not %q\n", o.cuda)
+		return exitUsage
+	}
+	var err error
+	if o.cudaCompiler, err = cuda.ParseCompiler(*compiler); err != nil {
+		fmt.Fprintf(stderr, "hotkernel serve: --cuda-compiler: %v\n", err)
+		return exitUsage
 	}
 	if o.token == "" {
 		o.token = os.Getenv("HOTKERNEL_TOKEN")
@@ -131,6 +150,43 @@ func defaultDirs(o *serveOptions, log *slog.Logger) error {
 	return nil
 }
 
+// newBackends returns the backends of the daemon: WebAssembly always, and
+// the GPU for PTX and CUBIN as --cuda says. Without a GPU under "auto",
+// PTX and CUBIN kernels fail to load with the reason, and the rest runs.
+func newBackends(ctx context.Context, o serveOptions, log *slog.Logger) (*backend.Router, error) {
+	rt, err := wasm.NewRuntime(ctx, wasm.DefaultConfig())
+	if err != nil {
+		return nil, err
+	}
+	r := backend.NewRouter()
+	r.Handle(code.FormatWASM, rt.Backend())
+	var gpu *cuda.Backend
+	if o.cuda == "off" {
+		err = errors.New("the CUDA backend is off (--cuda=off)")
+	} else {
+		cfg := cuda.DefaultConfig()
+		cfg.Device, cfg.Compiler, cfg.Logger = o.cudaDevice, o.cudaCompiler, log
+		gpu, err = cuda.New(cfg)
+	}
+	switch {
+	case err == nil:
+		info, _ := gpu.Device()
+		log.Info("PTX and CUBIN kernels run on the GPU", "device", info.Name, "arch", info.Arch, "driver", info.DriverVersion)
+		r.Handle(code.FormatPTX, gpu)
+		r.Handle(code.FormatCUBIN, gpu)
+	case o.cuda == "on":
+		_ = r.Close(ctx)
+		return nil, err
+	default:
+		if o.cuda == "auto" {
+			log.Info("no GPU backend; PTX and CUBIN kernels will not load", "reason", err)
+		}
+		r.Unavailable(code.FormatPTX, err)
+		r.Unavailable(code.FormatCUBIN, err)
+	}
+	return r, nil
+}
+
 // serve runs the daemon until ctx ends, then shuts it down.
 func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 	if err := defaultDirs(&o, log); err != nil {
@@ -150,12 +206,12 @@ func serve(ctx context.Context, o serveOptions, log *slog.Logger) (err error) {
 	cfg.OnReload = met.ObserveReload
 	cfg.Logger = log
 	bg := context.WithoutCancel(ctx)
-	rt, err := wasm.NewRuntime(bg, wasm.DefaultConfig())
+	backends, err := newBackends(bg, o, log)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, rt.Close(bg)) }()
-	mgr, err := hotkernel.New(cfg, rt.Backend())
+	defer func() { err = errors.Join(err, backends.Close(bg)) }()
+	mgr, err := hotkernel.New(cfg, backends)
 	if err != nil {
 		return err
 	}
