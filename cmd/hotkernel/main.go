@@ -32,7 +32,7 @@ type command struct {
 // package variable so that "help" can list the table it belongs to.
 func commands() map[string]command {
 	return map[string]command{
-		"bench":    {"measure throughput and reload pauses on the embedded WebAssembly backend", runBench},
+		"bench":    {"measure throughput and reload pauses on the embedded WebAssembly backend, or on a GPU with --backend cuda", runBench},
 		"demo":     {"run a live-reload demo on the embedded WebAssembly backend", runDemo},
 		"reload":   {"reload a kernel of a running daemon, printing each phase as it ends", runReload},
 		"rollback": {"roll a kernel of a running daemon back to an earlier version", runRollback},
