@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"fmt"
+	"runtime"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -15,7 +16,11 @@ import (
 // ErrNoDriver naming it, and the library is closed again. Both end with
 // advice on HOTKERNEL_LIBCUDA; fromEnv tells that path came from it.
 func openLibrary(path string, fromEnv bool) (*api, error) {
+	// dlerror's message is per thread: keep the goroutine on the thread
+	// that called dlopen until purego has read it.
+	runtime.LockOSThread()
 	h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	runtime.UnlockOSThread()
 	if err != nil {
 		return nil, fmt.Errorf("%w: cannot load %s: %v %s", ErrNoDriver, path, err, loadHint(fromEnv, "its path"))
 	}
