@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -194,7 +195,7 @@ func parsePTXMeta(ptx []byte, info *code.Info, file string) (meta, error) {
 			m.hasMigrate = true
 		}
 	}
-	if !hasEntry(info, entryProcess) {
+	if !slices.Contains(info.EntryNames(), entryProcess) {
 		return m, &code.Error{File: file, Format: code.FormatPTX, Kind: ErrABI, Reason: "entry hk_process is missing"}
 	}
 	if err := m.check(file, code.FormatPTX, found["hk_abi"], 0); err != nil {
@@ -223,13 +224,4 @@ func parseGlobal(line string) (name, typ, val string, ok bool) {
 		return "", "", "", false
 	}
 	return name, typ, strings.TrimSpace(val), true
-}
-
-func hasEntry(info *code.Info, name string) bool {
-	for _, e := range info.Entries {
-		if e.Name == name {
-			return true
-		}
-	}
-	return false
 }

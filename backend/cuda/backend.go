@@ -101,7 +101,7 @@ func (b *Backend) Device() (info DeviceInfo, ok bool) {
 
 // Compile checks src and compiles it for the device; see Config.Compiler.
 // src must be PTX or CUBIN with entry hk_process and follow the kernel
-// ABI (docs/kernel-abi.md). Errors are *code.Error or code.ErrorList
+// ABI (docs/cuda.md). Errors are *code.Error or code.ErrorList
 // values (with PTX line numbers for compiler errors, Kind ErrABI for ABI
 // violations) or wrap a CUDA driver error. Compiling loads the module
 // once, outside any pause, so a program that compiles also loads.

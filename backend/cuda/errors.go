@@ -18,7 +18,7 @@ var (
 	// a Backend made by NewOffline.
 	ErrNoDevice = cu.ErrNoDevice
 	// ErrABI: the module does not follow the kernel ABI
-	// (docs/kernel-abi.md): a global or entry is missing or has the wrong
+	// (docs/cuda.md): a global or entry is missing or has the wrong
 	// size or value.
 	ErrABI = errors.New("module does not follow the hotkernel CUDA kernel ABI")
 	// ErrNoMigrate: state of another layout was offered to code without

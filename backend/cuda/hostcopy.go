@@ -107,13 +107,6 @@ func (h *hostCopy) valid() bool {
 	return h.cond == copyValid
 }
 
-// pending reports whether a copy is enqueued or complete.
-func (h *hostCopy) pending() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.cond != copyInvalid
-}
-
 func (h *hostCopy) setValid() {
 	h.mu.Lock()
 	h.cond = copyValid

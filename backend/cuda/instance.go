@@ -16,7 +16,7 @@ const notReported = 0xFFFFFFFF
 
 // Instance is one running copy of a kernel: its module loaded in its
 // lineage's context, its state in device memory, and its message
-// buffers. Each batch is one launch of hk_process (docs/kernel-abi.md).
+// buffers. Each batch is one launch of hk_process (docs/cuda.md).
 //
 // An Instance is driven by one goroutine at a time. A message the kernel
 // reports as failed leaves the instance usable; a sticky CUDA error or a
@@ -372,7 +372,7 @@ func (in *Instance) fail(op string, err error) error {
 func (in *Instance) wait(ctx context.Context, op string, s *cu.Stream, limit time.Duration) error {
 	start := time.Now()
 	deadline := start.Add(limit)
-	for spins := 0; ; spins++ {
+	for {
 		done, err := s.Query()
 		if err != nil {
 			return in.fail(op, err)
